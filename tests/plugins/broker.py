@@ -1,0 +1,1 @@
+"""Pytest fixtures for the broker (filled in by its owner)."""

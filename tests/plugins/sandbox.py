@@ -1,0 +1,1 @@
+"""Pytest fixtures for the sandbox (filled in by its owner)."""

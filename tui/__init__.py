@@ -1,0 +1,1 @@
+"""The operator console: a Textual app over the actions layer."""
