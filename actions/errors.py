@@ -1,0 +1,31 @@
+"""Typed errors. Each carries one sentence a person can act on; `str(err)` is that sentence.
+
+Callers catch `EdgeConsoleError` at the edge of the program (CLI, worker handler) and print
+`str(err)` on one line: never a traceback for an operator's mistake.
+"""
+
+from __future__ import annotations
+
+
+class EdgeConsoleError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ModelError(EdgeConsoleError):
+    """A model artifact is missing, partial, corrupt or cannot be loaded."""
+
+
+class ImageError(EdgeConsoleError):
+    """An input image cannot be read or decoded."""
+
+
+class CompileError(EdgeConsoleError):
+    """A model could not be compiled; the message says why and what to change."""
+
+
+class MessageError(EdgeConsoleError):
+    """An MQTT payload does not follow the schema; the message says which field is wrong."""
+
+
+class ConfigError(EdgeConsoleError):
+    """A setting is missing or invalid; the message names the setting and the fix."""
