@@ -29,3 +29,28 @@ class MessageError(EdgeConsoleError):
 
 class ConfigError(EdgeConsoleError):
     """A setting is missing or invalid; the message names the setting and the fix."""
+
+
+# --- AWS failures (actions engineer): raised by actions.aws.translate from botocore errors. ---
+class AwsError(EdgeConsoleError):
+    """An AWS call failed for a reason the operator can act on; the message says how."""
+
+
+class AccessDenied(AwsError):
+    """The credentials in use lack a permission, or are missing or expired."""
+
+
+class Throttled(AwsError):
+    """AWS throttled the calls even after adaptive retries."""
+
+
+class QuotaExceeded(AwsError):
+    """An account or service quota stops the call."""
+
+
+class NameConflict(AwsError):
+    """A resource with that name already exists and is not ours to reuse."""
+
+
+class NotFound(AwsError):
+    """A resource the call needs does not exist."""
