@@ -54,3 +54,7 @@ class NameConflict(AwsError):
 
 class NotFound(AwsError):
     """A resource the call needs does not exist."""
+
+
+class MqttError(EdgeConsoleError):
+    """An MQTT connection, publish or subscribe failed; the message says which broker and why."""
