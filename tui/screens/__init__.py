@@ -1,0 +1,1 @@
+"""One module per console screen; each has a `.tcss` file beside it."""

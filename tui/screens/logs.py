@@ -1,0 +1,15 @@
+"""LogsScreen (being built)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.widgets import Static
+
+from tui.screens.base import ConsoleScreen
+
+
+class LogsScreen(ConsoleScreen):
+    MODE = "logs"
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("Not built yet.")

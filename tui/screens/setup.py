@@ -1,0 +1,15 @@
+"""SetupScreen (being built)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.widgets import Static
+
+from tui.screens.base import ConsoleScreen
+
+
+class SetupScreen(ConsoleScreen):
+    MODE = "setup"
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("Not built yet.")
