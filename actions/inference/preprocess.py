@@ -48,8 +48,12 @@ class Preprocessor:
                 img.draft("RGB", (max(1, int(w * scale + 0.999)), max(1, int(h * scale + 0.999))))
             img = img.convert("RGB")
             img.load()
-        except Exception as exc:  # PIL raises many kinds for bad data; all mean "not an image"
-            raise ImageError(f"not a readable image ({type(exc).__name__}: {str(exc)[:80]})") from None
+        except Image.UnidentifiedImageError:
+            raise ImageError("not an image file (unrecognised format)") from None
+        except Image.DecompressionBombError:
+            raise ImageError("image is too large to decode safely (more pixels than Pillow's limit)") from None
+        except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError... for damaged data
+            raise ImageError(f"image data is truncated or corrupt ({str(exc)[:80]})") from None
         return img
 
     def __call__(self, image) -> np.ndarray:
