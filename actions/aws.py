@@ -82,7 +82,9 @@ def aws_call(doing: str) -> Iterator[None]:
         raise
     except Exception as exc:
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
-        if isinstance(exc, (ClientError, BotoCoreError)):
+        # An unparsable answer (e.g. an HTML 500 page) is not a BotoCoreError, but is AWS's failure too.
+        if isinstance(exc, (ClientError, BotoCoreError, ResponseParserError)):
             raise translate(exc, doing) from None
         raise

@@ -109,6 +109,15 @@ class Context:
                     service, region_name=self.region, endpoint_url=self.endpoint_url, config=config)
             return self._clients[service]
 
+    def register(self, event_name: str, handler: Any) -> None:
+        """Register a botocore event handler (e.g. "before-call.*.*") on the session and on every
+        client made so far (botocore copies the session's handlers into a client when it is made).
+        """
+        with self._lock:
+            self.session.events.register(event_name, handler)
+            for client in self._clients.values():
+                client.meta.events.register(event_name, handler)
+
     @property
     def account_id(self) -> str:
         """The account ID, from STS once and then cached."""

@@ -1,0 +1,184 @@
+"""Plain MQTT over paho-mqtt 2: TCP or TLS with client certificates, MQTT 3.1.1 or 5."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import ssl
+import threading
+import uuid
+
+import paho.mqtt.client as mqtt
+
+from actions.errors import ConfigError, MqttError
+from actions.mqtt.base import (MessageCallback, MqttSettings, Transport, Will, closed_error,
+                               failed_future, is_loopback)
+
+
+def _check_file(path: str | None, what: str, key: str) -> str | None:
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what} {path} does not exist: set {key} to a readable PEM file")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"{what} {path} is not readable by this user: fix its owner or set {key}")
+    return path
+
+
+class PahoTransport(Transport):
+    """MQTT through paho-mqtt's network thread, with automatic reconnects.
+
+    paho keeps every unacknowledged QoS 1 message and re-sends it (DUP set) after a reconnect, in
+    the order it was published, so a future here completes exactly when its PUBACK arrives.
+    """
+
+    kind = "mqtt"
+
+    def __init__(self, settings: MqttSettings, *, will: Will | None = None,
+                 clean_session: bool = True):
+        super().__init__()
+        self.settings = settings
+        tls = settings.use_tls()
+        if not tls and not is_loopback(settings.host) and not settings.allow_plaintext:
+            raise ConfigError(
+                f"plain MQTT to {settings.host} would send device data unencrypted: set mqtt_tls "
+                "true with ca_path (and cert_path/key_path), or allow_plaintext true on a trusted network")
+        if bool(settings.cert_path) != bool(settings.key_path):
+            raise ConfigError("mutual TLS needs both cert_path and key_path: set both or neither")
+        ca = _check_file(settings.ca_path, "CA certificate", "ca_path")
+        cert = _check_file(settings.cert_path, "client certificate", "cert_path")
+        key = _check_file(settings.key_path, "client private key", "key_path")
+        protocol = mqtt.MQTTv5 if settings.protocol == 5 else mqtt.MQTTv311
+        client_id = settings.client_id or f"edge-client-{uuid.uuid4().hex[:12]}"
+        kwargs = {} if protocol == mqtt.MQTTv5 else {"clean_session": clean_session}
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   protocol=protocol, **kwargs)
+        self._clean_start = clean_session
+        self._client.max_inflight_messages_set(max(1, settings.max_inflight))
+        self._client.max_queued_messages_set(0)  # unbounded: the agent's outbox bounds what it hands us
+        self._client.reconnect_delay_set(1, 30)
+        if settings.username:
+            self._client.username_pw_set(settings.username, settings.password)
+        if tls:
+            try:
+                self._client.tls_set(ca_certs=ca, certfile=cert, keyfile=key,
+                                     cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (ssl.SSLError, ValueError) as exc:
+                raise ConfigError(f"cannot use the TLS files for {settings.host}: {exc}; check ca_path, "
+                                  "cert_path and key_path") from None
+        if will:
+            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+        self._lock = threading.Lock()
+        self._pending: dict[int, concurrent.futures.Future] = {}
+        self._early: dict[int, object] = {}  # acks that arrived before publish() registered the mid
+        self._subs: dict[str, tuple[MessageCallback, int]] = {}
+        self._started = False
+        self._closed = False
+
+    def describe(self) -> str:
+        s = self.settings
+        scheme = "mqtts" if s.use_tls() else "mqtt"
+        return f"{scheme}://{s.host}:{s.resolved_port()}"
+
+    # -- paho callbacks (network thread) ------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+        if reason_code.is_failure:
+            self._set_connected(False, f"{self.describe()} refused the connection: {reason_code}")
+            return
+        with self._lock:
+            subs = list(self._subs.items())
+        for topic_filter, (_cb, qos) in subs:
+            client.subscribe(topic_filter, qos=qos)
+        self._set_connected(True)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
+        reason = None if reason_code == 0 else f"lost connection to {self.describe()}: {reason_code}"
+        self._set_connected(False, reason)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties=None):
+        failure = None
+        if reason_code is not None and getattr(reason_code, "is_failure", False):
+            failure = MqttError(f"{self.describe()} refused the message: {reason_code}")
+        with self._lock:
+            fut = self._pending.pop(mid, None)
+            if fut is None:
+                self._early[mid] = failure
+                return
+        _complete(fut, failure)
+
+    def _on_message(self, client, userdata, message):
+        with self._lock:
+            subs = list(self._subs.items())
+        for topic_filter, (callback, _qos) in subs:
+            if mqtt.topic_matches_sub(topic_filter, message.topic):
+                callback(message.topic, message.payload)
+
+    # -- Transport ------------------------------------------------------------------------------
+    def connect(self, timeout: float | None = 10.0) -> None:
+        if not self._started:
+            self._started = True
+            self._client.connect_async(self.settings.host, self.settings.resolved_port(),
+                                       keepalive=self.settings.keepalive,
+                                       **({"clean_start": self._clean_start}
+                                          if self.settings.protocol == 5 else {}))
+            self._client.loop_start()
+        if timeout is not None and not self.wait_connected(timeout):
+            raise MqttError(f"could not connect to {self.describe()} within {timeout:g} s"
+                            + (f" ({self.last_error})" if self.last_error else "")
+                            + ": check the broker address, port and certificates")
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1,
+                retain: bool = False) -> concurrent.futures.Future:
+        if self._closed:
+            return failed_future(closed_error(self.kind))
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            # NO_CONN is fine: paho queued the message and sends it after the reconnect.
+            return failed_future(MqttError(f"cannot publish to {topic}: {mqtt.error_string(info.rc)}"))
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        with self._lock:
+            if info.mid in self._early:
+                failure = self._early.pop(info.mid)
+            else:
+                self._pending[info.mid] = fut
+                return fut
+        _complete(fut, failure)
+        return fut
+
+    def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 1) -> None:
+        with self._lock:
+            self._subs[topic_filter] = (callback, qos)
+        if self.connected:
+            self._client.subscribe(topic_filter, qos=qos)
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._started:
+            self._client.disconnect()
+            self._client.loop_stop()
+        self._set_connected(False)
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+        for fut in pending:
+            _complete(fut, closed_error(self.kind))
+
+    @property
+    def pending(self) -> int:
+        """Publishes handed to paho and not yet acknowledged."""
+        with self._lock:
+            return len(self._pending)
+
+
+def _complete(fut: concurrent.futures.Future, failure: BaseException | None) -> None:
+    if fut.done():
+        return
+    if failure is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(failure)

@@ -1,0 +1,736 @@
+"""The steps of the setup plan. Each one can `check` (read only), `apply` and `destroy`.
+
+`check` makes only read calls (Get/List/Describe/Head), so `plan` and a second `apply` never
+mutate anything. `apply` re-checks and does only what differs, so it is idempotent and resumes
+after a failure. `destroy` touches only resources tagged `edge-console:stack=<stack>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from actions.aws import aws_call, error_code
+from actions.context import Context
+from actions.errors import AwsError, NameConflict
+from actions.files import write_atomic
+from actions.progress import RUNNING, Progress
+from actions.setup import policies
+from actions.setup.config import (C5_LARGE_PRICE_USD_PER_HOUR, PRICE_DATE, PRICE_REGION, SetupConfig,
+                                  render_env, scripts, user_data)
+
+CREATE, UPDATE, NONE, DELETE, CONFLICT = "create", "update", "none", "delete", "conflict"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one step would do.
+
+    Attributes:
+        step: the step's key (e.g. "iam-role").
+        title: what the step manages, for people.
+        action: create, update, none (left alone), delete, or conflict (exists and is not ours).
+        summary: one line.
+        details: further lines (what differs, IDs, costs, reasons).
+        documents: policy documents the step would apply, by name, shown before apply.
+    """
+
+    step: str
+    title: str
+    action: str
+    summary: str
+    details: tuple[str, ...] = ()
+    documents: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The change as a JSON-ready dict."""
+        return {"step": self.step, "title": self.title, "action": self.action, "summary": self.summary,
+                "details": list(self.details), "documents": self.documents}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A SetupConfig resolved against one account and region."""
+
+    ctx: Context
+    cfg: SetupConfig
+    bucket: str
+    scope: policies.Scope
+
+    @classmethod
+    def resolve(cls, ctx: Context, cfg: SetupConfig) -> Target:
+        cfg.validate()
+        account = ctx.account_id
+        bucket = cfg.bucket_name(ctx.region, account)
+        partition = ctx.session.get_partition_for_region(ctx.region) if not ctx.is_sandbox else "aws"
+        scope = policies.Scope(partition, ctx.region, account, bucket, cfg.thing_name, cfg.thing_group_name,
+                               cfg.tes_role_name, cfg.tes_role_alias_name, cfg.component_prefix,
+                               cfg.deploy_dev_tools)
+        return cls(ctx, cfg, bucket, scope)
+
+    @property
+    def tags(self) -> list[dict[str, str]]:
+        key, value = self.ctx.tag
+        return [{"Key": key, "Value": value}]
+
+    def ours(self, tags: list[dict[str, str]] | dict[str, str] | None) -> bool:
+        key, value = self.ctx.tag
+        if isinstance(tags, dict):
+            return tags.get(key) == value
+        return any(t.get("Key") == key and t.get("Value") == value for t in tags or [])
+
+
+def _progress(step: str, message: str, **data) -> Progress:
+    return Progress(step, RUNNING, message, data=data or None)
+
+
+class Step:
+    """Base class: a resource (or a small set of them) the plan manages."""
+
+    key = ""
+    title = ""
+
+    def check(self, t: Target) -> Change:  # pragma: no cover - every step overrides
+        raise NotImplementedError
+
+    def apply(self, t: Target) -> Iterator[Progress]:  # pragma: no cover
+        raise NotImplementedError
+
+    def destroy_check(self, t: Target) -> Change:  # pragma: no cover
+        raise NotImplementedError
+
+    def destroy(self, t: Target) -> Iterator[Progress]:  # pragma: no cover
+        raise NotImplementedError
+
+    def change(self, action: str, summary: str, details=(), documents=None) -> Change:
+        return Change(self.key, self.title, action, summary, tuple(details), documents or {})
+
+
+# --- IAM --------------------------------------------------------------------------------------
+
+
+class RoleStep(Step):
+    """An IAM role with its trust policy, inline policies and managed policy attachments."""
+
+    def __init__(self, key: str, title: str, name: Callable[[SetupConfig], str], trust: dict,
+                 wanted: Callable[[Target], tuple[dict[str, dict], tuple[str, ...]]], description: str,
+                 notes: Callable[[Target], list[str]] = lambda t: []):
+        self.key, self.title, self._name, self.trust = key, title, name, trust
+        self._wanted, self.description, self._notes = wanted, description, notes
+
+    def _state(self, t: Target) -> dict[str, Any] | None:
+        iam, name = t.ctx.client("iam"), self._name(t.cfg)
+        with aws_call(f"read the IAM role {name}"):
+            try:
+                role = iam.get_role(RoleName=name)["Role"]
+            except Exception as exc:
+                if error_code(exc) == "NoSuchEntity":
+                    return None
+                raise
+            tags = iam.list_role_tags(RoleName=name).get("Tags", [])
+            inline = {}
+            for page in iam.get_paginator("list_role_policies").paginate(RoleName=name):
+                for pname in page["PolicyNames"]:
+                    inline[pname] = iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"]
+            managed = set()
+            for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name):
+                managed.update(p["PolicyArn"] for p in page["AttachedPolicies"])
+        return {"role": role, "tags": tags, "inline": inline, "managed": managed}
+
+    def _diff(self, t: Target, state: dict[str, Any]) -> dict[str, Any]:
+        inline, managed = self._wanted(t)
+        have = state["inline"]
+        return {
+            "trust": policies.normalize(state["role"]["AssumeRolePolicyDocument"]) != policies.normalize(self.trust),
+            "put": [n for n, doc in inline.items()
+                    if n not in have or policies.normalize(have[n]) != policies.normalize(doc)],
+            "delete": sorted(set(have) - set(inline)),
+            "attach": sorted(set(managed) - state["managed"]),
+            "detach": sorted(state["managed"] - set(managed)),
+        }
+
+    def _documents(self, t: Target) -> dict[str, Any]:
+        inline, managed = self._wanted(t)
+        docs: dict[str, Any] = {"trust policy": self.trust}
+        docs.update({f"inline {n}": d for n, d in inline.items()})
+        docs["managed policies"] = list(managed)
+        return docs
+
+    def check(self, t: Target) -> Change:
+        name = self._name(t.cfg)
+        state = self._state(t)
+        notes = self._notes(t)
+        if state is None:
+            return self.change(CREATE, f"create role {name}", notes, self._documents(t))
+        if not t.ours(state["tags"]):
+            return self.change(CONFLICT, f"role {name} exists but was not created by stack {t.ctx.stack}",
+                               ["choose another role name, or delete or tag that role yourself"])
+        diff = self._diff(t, state)
+        lines = ([f"update trust policy"] if diff["trust"] else []) + \
+            [f"put inline policy {n}" for n in diff["put"]] + [f"delete inline policy {n}" for n in diff["delete"]] + \
+            [f"attach {a}" for a in diff["attach"]] + [f"detach {a}" for a in diff["detach"]]
+        if not lines:
+            return self.change(NONE, f"role {name} is up to date", notes, self._documents(t))
+        return self.change(UPDATE, f"update role {name}", lines + notes, self._documents(t))
+
+    def apply(self, t: Target) -> Iterator[Progress]:
+        iam, name = t.ctx.client("iam"), self._name(t.cfg)
+        state = self._state(t)
+        import json
+
+        if state is None:
+            with aws_call(f"create the IAM role {name}"):
+                iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(self.trust),
+                                Description=self.description, Tags=t.tags)
+            yield _progress(self.key, f"created role {name}")
+            state = self._state(t)
+        elif not t.ours(state["tags"]):
+            raise NameConflict(f"The IAM role {name} exists but was not created by stack {t.ctx.stack}; "
+                               "pass another role name or remove that role.")
+        diff = self._diff(t, state)
+        inline, _ = self._wanted(t)
+        with aws_call(f"set the policies of the IAM role {name}"):
+            if diff["trust"]:
+                iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(self.trust))
+                yield _progress(self.key, "updated the trust policy")
+            for pname in diff["put"]:
+                iam.put_role_policy(RoleName=name, PolicyName=pname, PolicyDocument=json.dumps(inline[pname]))
+                yield _progress(self.key, f"put inline policy {pname}")
+            for pname in diff["delete"]:
+                iam.delete_role_policy(RoleName=name, PolicyName=pname)
+                yield _progress(self.key, f"deleted inline policy {pname}")
+            for arn in diff["attach"]:
+                iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+                yield _progress(self.key, f"attached {arn.rsplit('/', 1)[-1]}")
+            for arn in diff["detach"]:
+                iam.detach_role_policy(RoleName=name, PolicyArn=arn)
+                yield _progress(self.key, f"detached {arn.rsplit('/', 1)[-1]}")
+
+    def destroy_check(self, t: Target) -> Change:
+        name = self._name(t.cfg)
+        state = self._state(t)
+        if state is None:
+            return self.change(NONE, f"role {name} does not exist")
+        if not t.ours(state["tags"]):
+            return self.change(NONE, f"role {name} is not ours: left alone")
+        return self.change(DELETE, f"delete role {name} and its policies")
+
+    def destroy(self, t: Target) -> Iterator[Progress]:
+        iam, name = t.ctx.client("iam"), self._name(t.cfg)
+        state = self._state(t)
+        if state is None or not t.ours(state["tags"]):
+            return
+        with aws_call(f"delete the IAM role {name}"):
+            for profile in iam.list_instance_profiles_for_role(RoleName=name)["InstanceProfiles"]:
+                iam.remove_role_from_instance_profile(InstanceProfileName=profile["InstanceProfileName"],
+                                                      RoleName=name)
+            for arn in state["managed"]:
+                iam.detach_role_policy(RoleName=name, PolicyArn=arn)
+            for pname in state["inline"]:
+                iam.delete_role_policy(RoleName=name, PolicyName=pname)
+            iam.delete_role(RoleName=name)
+        yield _progress(self.key, f"deleted role {name}")
+
+
+def _edge_role_policies(t: Target):
+    return policies.role_policies(t.cfg.preset, t.scope)
+
+
+def _edge_role_notes(t: Target) -> list[str]:
+    notes = [f"preset {t.cfg.preset}"]
+    notes += [f"{name.rsplit('/', 1)[-1]}: {why}" for name, why in policies.OMITTED.items()]
+    return notes
+
+
+class InstanceProfileStep(Step):
+    key, title = "instance-profile", "EC2 instance profile"
+
+    def _state(self, t: Target):
+        iam, name = t.ctx.client("iam"), t.cfg.role_name
+        with aws_call(f"read the instance profile {name}"):
+            try:
+                profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+            except Exception as exc:
+                if error_code(exc) == "NoSuchEntity":
+                    return None
+                raise
+        # GetInstanceProfile carries the tags itself (one read instead of two).
+        tags = profile.get("Tags", [])
+        return {"roles": [r["RoleName"] for r in profile.get("Roles", [])], "tags": tags}
+
+    def check(self, t: Target) -> Change:
+        name, state = t.cfg.role_name, self._state(t)
+        if state is None:
+            return self.change(CREATE, f"create instance profile {name} holding role {name}")
+        if not t.ours(state["tags"]):
+            return self.change(CONFLICT, f"instance profile {name} exists but is not ours",
+                               ["choose another role name, or remove that instance profile"])
+        if state["roles"] != [name]:
+            return self.change(UPDATE, f"put role {name} in instance profile {name}")
+        return self.change(NONE, f"instance profile {name} is up to date")
+
+    def apply(self, t: Target) -> Iterator[Progress]:
+        iam, name, state = t.ctx.client("iam"), t.cfg.role_name, self._state(t)
+        with aws_call(f"create the instance profile {name}"):
+            if state is None:
+                iam.create_instance_profile(InstanceProfileName=name, Tags=t.tags)
+                yield _progress(self.key, f"created instance profile {name}")
+                state = {"roles": [], "tags": t.tags}
+            elif not t.ours(state["tags"]):
+                raise NameConflict(f"The instance profile {name} exists but was not created by stack "
+                                   f"{t.ctx.stack}; pass another role name or remove it.")
+            for other in state["roles"]:
+                if other != name:
+                    iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=other)
+            if name not in state["roles"]:
+                iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+                yield _progress(self.key, f"added role {name}")
+
+    def destroy_check(self, t: Target) -> Change:
+        state = self._state(t)
+        if state is None or not t.ours(state["tags"]):
+            return self.change(NONE, f"instance profile {t.cfg.role_name}: nothing of ours")
+        return self.change(DELETE, f"delete instance profile {t.cfg.role_name}")
+
+    def destroy(self, t: Target) -> Iterator[Progress]:
+        iam, name, state = t.ctx.client("iam"), t.cfg.role_name, self._state(t)
+        if state is None or not t.ours(state["tags"]):
+            return
+        with aws_call(f"delete the instance profile {name}"):
+            for role in state["roles"]:
+                iam.remove_role_from_instance_profile(InstanceProfileName=name, RoleName=role)
+            iam.delete_instance_profile(InstanceProfileName=name)
+        yield _progress(self.key, f"deleted instance profile {name}")
+
+
+# --- IoT --------------------------------------------------------------------------------------
+
+
+def _iot_tags(t: Target, arn: str) -> list[dict[str, str]] | None:
+    """The IoT resource's tags, or None when the endpoint cannot list them.
+
+    moto (under the sandbox) does not implement IoT ListTagsForResource and answers HTTP 500;
+    real AWS always does. None makes the caller fall back to a second ownership mark.
+    """
+    try:
+        return t.ctx.client("iot").list_tags_for_resource(resourceArn=arn).get("tags", [])
+    except Exception as exc:
+        from botocore.parsers import ResponseParserError
+
+        if t.ctx.is_sandbox and (isinstance(exc, ResponseParserError) or error_code(exc) in ("500", "InternalFailure")):
+            return None
+        with aws_call(f"read the tags of {arn}"):
+            raise
+
+
+class ThingGroupStep(Step):
+    key, title = "thing-group", "IoT thing group (the fleet)"
+
+    def _state(self, t: Target):
+        iot, name = t.ctx.client("iot"), t.cfg.thing_group_name
+        with aws_call(f"read the thing group {name}"):
+            try:
+                group = iot.describe_thing_group(thingGroupName=name)
+            except Exception as exc:
+                if error_code(exc) == "ResourceNotFoundException":
+                    return None
+                raise
+        arn = group["thingGroupArn"]
+        tags = _iot_tags(t, arn)
+        if tags is None:  # second mark: the stack attribute we also set on the group
+            attrs = group.get("thingGroupProperties", {}).get("attributePayload", {}).get("attributes", {})
+            tags = [{"Key": k, "Value": v} for k, v in attrs.items()]
+        return {"arn": arn, "tags": tags}
+
+    def check(self, t: Target) -> Change:
+        state = self._state(t)
+        if state is None:
+            return self.change(CREATE, f"create thing group {t.cfg.thing_group_name}")
+        if not t.ours(state["tags"]):
+            return self.change(NONE, f"thing group {t.cfg.thing_group_name} exists (not ours): used, never deleted")
+        return self.change(NONE, f"thing group {t.cfg.thing_group_name} exists", [state["arn"]])
+
+    def apply(self, t: Target) -> Iterator[Progress]:
+        if self._state(t) is None:
+            with aws_call(f"create the thing group {t.cfg.thing_group_name}"):
+                key, value = t.ctx.tag
+                arn = t.ctx.client("iot").create_thing_group(
+                    thingGroupName=t.cfg.thing_group_name, tags=t.tags,
+                    thingGroupProperties={"thingGroupDescription": f"edge-console stack {value}",
+                                          "attributePayload": {"attributes": {key: value}}})["thingGroupArn"]
+            yield _progress(self.key, f"created thing group {t.cfg.thing_group_name}", arn=arn)
+
+    def destroy_check(self, t: Target) -> Change:
+        state = self._state(t)
+        if state is None or not t.ours(state["tags"]):
+            return self.change(NONE, f"thing group {t.cfg.thing_group_name}: nothing of ours")
+        return self.change(DELETE, f"delete thing group {t.cfg.thing_group_name} (its things stay)")
+
+    def destroy(self, t: Target) -> Iterator[Progress]:
+        state = self._state(t)
+        if state and t.ours(state["tags"]):
+            with aws_call(f"delete the thing group {t.cfg.thing_group_name}"):
+                t.ctx.client("iot").delete_thing_group(thingGroupName=t.cfg.thing_group_name)
+            yield _progress(self.key, f"deleted thing group {t.cfg.thing_group_name}")
+
+
+class RoleAliasStep(Step):
+    key, title = "role-alias", "IoT role alias for the token exchange role"
+
+    def _state(self, t: Target):
+        iot, name = t.ctx.client("iot"), t.cfg.tes_role_alias_name
+        with aws_call(f"read the role alias {name}"):
+            try:
+                desc = iot.describe_role_alias(roleAlias=name)["roleAliasDescription"]
+            except Exception as exc:
+                if error_code(exc) == "ResourceNotFoundException":
+                    return None
+                raise
+        tags = _iot_tags(t, desc["roleAliasArn"])
+        if tags is None:  # second mark: it points at our (tagged) token exchange role
+            tags = t.tags if desc["roleArn"] == self._role_arn(t) else []
+        return {"role_arn": desc["roleArn"], "tags": tags}
+
+    def _role_arn(self, t: Target) -> str:
+        return t.scope.arn("iam", f"role/{t.cfg.tes_role_name}", regional=False)
+
+    def check(self, t: Target) -> Change:
+        state, name = self._state(t), t.cfg.tes_role_alias_name
+        if state is None:
+            return self.change(CREATE, f"create role alias {name} -> {t.cfg.tes_role_name}")
+        if not t.ours(state["tags"]):
+            return self.change(CONFLICT, f"role alias {name} exists but is not ours",
+                               ["pass another TES role alias name, or remove that alias"])
+        if state["role_arn"] != self._role_arn(t):
+            return self.change(UPDATE, f"point role alias {name} at {t.cfg.tes_role_name}")
+        return self.change(NONE, f"role alias {name} is up to date")
+
+    def apply(self, t: Target) -> Iterator[Progress]:
+        iot, name, state = t.ctx.client("iot"), t.cfg.tes_role_alias_name, self._state(t)
+        with aws_call(f"create the role alias {name}"):
+            if state is None:
+                iot.create_role_alias(roleAlias=name, roleArn=self._role_arn(t), credentialDurationSeconds=3600,
+                                      tags=t.tags)
+                yield _progress(self.key, f"created role alias {name}")
+            elif not t.ours(state["tags"]):
+                raise NameConflict(f"The role alias {name} exists but was not created by stack {t.ctx.stack}; "
+                                   "pass another alias name or remove it.")
+            elif state["role_arn"] != self._role_arn(t):
+                iot.update_role_alias(roleAlias=name, roleArn=self._role_arn(t))
+                yield _progress(self.key, f"updated role alias {name}")
+
+    def destroy_check(self, t: Target) -> Change:
+        state = self._state(t)
+        if state is None or not t.ours(state["tags"]):
+            return self.change(NONE, f"role alias {t.cfg.tes_role_alias_name}: nothing of ours")
+        return self.change(DELETE, f"delete role alias {t.cfg.tes_role_alias_name}")
+
+    def destroy(self, t: Target) -> Iterator[Progress]:
+        state = self._state(t)
+        if state and t.ours(state["tags"]):
+            with aws_call(f"delete the role alias {t.cfg.tes_role_alias_name}"):
+                t.ctx.client("iot").delete_role_alias(roleAlias=t.cfg.tes_role_alias_name)
+            yield _progress(self.key, f"deleted role alias {t.cfg.tes_role_alias_name}")
+
+
+# --- S3 ---------------------------------------------------------------------------------------
+
+PUBLIC_ACCESS_BLOCK = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+                       "RestrictPublicBuckets": True}
+
+
+class BucketStep(Step):
+    key, title = "bucket", "S3 bucket for scripts and component artifacts"
+
+    def _state(self, t: Target):
+        s3, name = t.ctx.client("s3"), t.bucket
+        with aws_call(f"read the bucket {name}"):
+            try:
+                s3.head_bucket(Bucket=name)
+            except Exception as exc:
+                code = error_code(exc)
+                if code in ("404", "NoSuchBucket", "NotFound"):
+                    return None
+                if code in ("403", "AccessDenied"):
+                    return {"foreign": True}
+                raise
+            try:
+                tags = s3.get_bucket_tagging(Bucket=name)["TagSet"]
+            except Exception as exc:
+                if error_code(exc) != "NoSuchTagSet":
+                    raise
+                tags = []
+            try:
+                pab = s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
+            except Exception as exc:
+                if error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
+                    raise
+                pab = {}
+            versioning = s3.get_bucket_versioning(Bucket=name).get("Status")
+        return {"foreign": False, "tags": tags, "pab": pab, "versioning": versioning}
+
+    def _diff(self, state) -> list[str]:
+        out = []
+        if state["pab"] != PUBLIC_ACCESS_BLOCK:
+            out.append("block all public access")
+        if state["versioning"] != "Enabled":
+            out.append("turn versioning on")
+        return out
+
+    def check(self, t: Target) -> Change:
+        state, name = self._state(t), t.bucket
+        if state is None:
+            region = "us-east-1 (no LocationConstraint)" if t.ctx.region == "us-east-1" else t.ctx.region
+            return self.change(CREATE, f"create bucket {name}",
+                               [f"region {region}", "block all public access", "versioning on"])
+        if state["foreign"] or not t.ours(state["tags"]):
+            return self.change(CONFLICT, f"bucket {name} exists but was not created by stack {t.ctx.stack}",
+                               ["pass --bucket with another name (bucket names are global)"])
+        diff = self._diff(state)
+        if diff:
+            return self.change(UPDATE, f"update bucket {name}", diff)
+        return self.change(NONE, f"bucket {name} is up to date")
+
+    def apply(self, t: Target) -> Iterator[Progress]:
+        s3, name, state = t.ctx.client("s3"), t.bucket, self._state(t)
+        if state is not None and (state["foreign"] or not t.ours(state["tags"])):
+            raise NameConflict(f"The bucket {name} exists but was not created by stack {t.ctx.stack}; "
+                               "pass --bucket with another name.")
+        with aws_call(f"create the bucket {name}"):
+            if state is None:
+                kwargs: dict[str, Any] = {"Bucket": name}
+                # us-east-1 is the one region that rejects an explicit LocationConstraint.
+                if t.ctx.region != "us-east-1":
+                    kwargs["CreateBucketConfiguration"] = {"LocationConstraint": t.ctx.region}
+                s3.create_bucket(**kwargs)
+                s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": t.tags})
+                yield _progress(self.key, f"created bucket {name}")
+                state = {"pab": {}, "versioning": None}
+            if state["pab"] != PUBLIC_ACCESS_BLOCK:
+                s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
+                yield _progress(self.key, "blocked public access")
+            if state["versioning"] != "Enabled":
+                s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+                yield _progress(self.key, "turned versioning on")
+
+    def destroy_check(self, t: Target) -> Change:
+        state = self._state(t)
+        if state is None or state["foreign"] or not t.ours(state["tags"]):
+            return self.change(NONE, f"bucket {t.bucket}: nothing of ours")
+        return self.change(DELETE, f"empty (every version) and delete bucket {t.bucket}")
+
+    def destroy(self, t: Target) -> Iterator[Progress]:
+        s3, name, state = t.ctx.client("s3"), t.bucket, self._state(t)
+        if state is None or state["foreign"] or not t.ours(state["tags"]):
+            return
+        with aws_call(f"empty and delete the bucket {name}"):
+            removed = 0
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+                keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                        for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+                # DeleteObjects takes at most 1,000 keys; a page holds at most 1,000 of each kind.
+                for i in range(0, len(keys), 1000):
+                    s3.delete_objects(Bucket=name, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+                    removed += len(keys[i:i + 1000])
+            s3.delete_bucket(Bucket=name)
+        yield _progress(self.key, f"deleted bucket {name} ({removed} object versions)")
+
+
+class ScriptsStep(Step):
+    key, title = "scripts", "edge server scripts and Greengrass env file"
+
+    def _wanted(self, t: Target) -> dict[str, bytes]:
+        return {f"scripts/{n}": text.encode() for n, text in scripts(t.cfg, t.ctx.region).items()}
+
+    def _stale(self, t: Target) -> list[str]:
+        s3, stale = t.ctx.client("s3"), []
+        for key, body in self._wanted(t).items():
+            with aws_call(f"read s3://{t.bucket}/{key}"):
+                try:
+                    etag = s3.head_object(Bucket=t.bucket, Key=key)["ETag"].strip('"')
+                except Exception as exc:
+                    if error_code(exc) in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                        stale.append(key)
+                        continue
+                    raise
+            # A single-part upload without KMS has the MD5 of its body as ETag.
+            if etag != hashlib.md5(body).hexdigest():
+                stale.append(key)
+        return stale
+
+    def check(self, t: Target) -> Change:
+        env = render_env(t.cfg, t.ctx.region)
+        details = ["env file:"] + ["  " + line for line in env.splitlines()]
+        if not BucketStep()._state(t):
+            return self.change(CREATE, f"upload {len(self._wanted(t))} files to s3://{t.bucket}/scripts/", details)
+        stale = self._stale(t)
+        if stale:
+            return self.change(UPDATE, f"upload {', '.join(k.split('/', 1)[1] for k in stale)}", details)
+        return self.change(NONE, f"s3://{t.bucket}/scripts/ is up to date", details)
+
+    def apply(self, t: Target) -> Iterator[Progress]:
+        s3, wanted = t.ctx.client("s3"), self._wanted(t)
+        local = t.ctx.stack_dir / "env"
+        env = wanted["scripts/env"]
+        if not local.exists() or local.read_bytes() != env:
+            write_atomic(local, env, 0o644)
+        for key in self._stale(t):
+            with aws_call(f"upload s3://{t.bucket}/{key}"):
+                s3.put_object(Bucket=t.bucket, Key=key, Body=wanted[key], ContentType="text/plain")
+            yield _progress(self.key, f"uploaded {key}", uri=f"s3://{t.bucket}/{key}")
+
+    def destroy_check(self, t: Target) -> Change:
+        return self.change(NONE, "scripts go with the bucket")
+
+    def destroy(self, t: Target) -> Iterator[Progress]:
+        (t.ctx.stack_dir / "env").unlink(missing_ok=True)
+        return iter(())
+
+
+# --- EC2 --------------------------------------------------------------------------------------
+
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+
+
+class InstanceStep(Step):
+    key, title = "instance", "EC2 edge server"
+
+    def _find(self, t: Target) -> list[dict[str, Any]]:
+        key, value = t.ctx.tag
+        filters = [{"Name": f"tag:{key}", "Values": [value]}, {"Name": "tag:Name", "Values": [t.cfg.instance_name]},
+                   {"Name": "instance-state-name", "Values": LIVE_STATES}]
+        found = []
+        with aws_call("look up the edge server"):
+            for page in t.ctx.client("ec2").get_paginator("describe_instances").paginate(Filters=filters):
+                for reservation in page["Reservations"]:
+                    found.extend(reservation["Instances"])
+        return found
+
+    @staticmethod
+    def describe(instance: dict[str, Any]) -> dict[str, Any]:
+        """ID, state and addresses of an instance, as shown to people."""
+        return {"instance_id": instance["InstanceId"], "state": instance["State"]["Name"],
+                "public_ip": instance.get("PublicIpAddress"), "private_ip": instance.get("PrivateIpAddress"),
+                "instance_type": instance.get("InstanceType"), "image_id": instance.get("ImageId")}
+
+    def _cost(self, t: Target) -> str:
+        if t.cfg.instance_type == "c5.large":
+            return (f"costs about USD {C5_LARGE_PRICE_USD_PER_HOUR}/hour on demand "
+                    f"({PRICE_REGION}, Linux, price of {PRICE_DATE}) while it runs")
+        return f"{t.cfg.instance_type}: see the EC2 on-demand price list"
+
+    def check(self, t: Target) -> Change:
+        found = self._find(t)
+        if not found:
+            return self.change(CREATE, f"launch {t.cfg.instance_type} {t.cfg.instance_name}", [
+                f"AMI: latest from SSM parameter {t.cfg.ami_parameter}",
+                f"root volume {t.cfg.volume_gib} GiB gp3, encrypted", f"instance profile {t.cfg.role_name}",
+                "IMDSv2 only; no SSH key, no inbound port (use SSM Session Manager)",
+                f"user data fetches s3://{t.bucket}/scripts/ and starts Greengrass", self._cost(t)])
+        info = [self.describe(i) for i in found]
+        lines = [f"{i['instance_id']} {i['state']} {i['public_ip'] or i['private_ip'] or ''}".strip() for i in info]
+        if any(i["state"] in ("stopped", "stopping") for i in info):
+            return self.change(UPDATE, f"start {t.cfg.instance_name}", lines + [self._cost(t)])
+        return self.change(NONE, f"{t.cfg.instance_name} is {info[0]['state']}", lines + [self._cost(t)])
+
+    def apply(self, t: Target) -> Iterator[Progress]:
+        ec2, found = t.ctx.client("ec2"), self._find(t)
+        if found:
+            stopped = [i["InstanceId"] for i in found if i["State"]["Name"] in ("stopped", "stopping")]
+            if stopped:
+                yield from self._wait(t, stopped, ("stopped",), "waiting for the instance to stop")
+                with aws_call("start the edge server"):
+                    ec2.start_instances(InstanceIds=stopped)
+                yield from self._wait(t, stopped, ("running",), "starting")
+            return
+        with aws_call(f"read the AMI ID from SSM parameter {t.cfg.ami_parameter}"):
+            ami = t.ctx.client("ssm").get_parameter(Name=t.cfg.ami_parameter)["Parameter"]["Value"]
+        yield _progress(self.key, f"latest AMI is {ami}", image_id=ami)
+        root_device = "/dev/xvda"
+        with aws_call(f"describe the AMI {ami}"):
+            images = ec2.describe_images(ImageIds=[ami]).get("Images", [])
+        if images and images[0].get("RootDeviceName"):
+            root_device = images[0]["RootDeviceName"]
+        tag_spec = [{"Key": "Name", "Value": t.cfg.instance_name}] + t.tags
+        kwargs = dict(
+            ImageId=ami, InstanceType=t.cfg.instance_type, MinCount=1, MaxCount=1,
+            IamInstanceProfile={"Name": t.cfg.role_name},
+            BlockDeviceMappings=[{"DeviceName": root_device, "Ebs": {
+                "VolumeSize": t.cfg.volume_gib, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}}],
+            UserData=user_data(t.cfg, t.bucket),
+            # IMDSv2 only; two hops so the Greengrass container can reach the instance credentials.
+            MetadataOptions={"HttpTokens": "required", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled"},
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tag_spec},
+                               {"ResourceType": "volume", "Tags": tag_spec}],
+        )
+        # A new instance profile takes a few seconds to reach EC2 on real AWS; retry only that.
+        for attempt in range(12):
+            try:
+                instance = ec2.run_instances(**kwargs)["Instances"][0]
+                break
+            except Exception as exc:
+                if (error_code(exc) == "InvalidParameterValue" and "instance profile" in str(exc).lower()
+                        and attempt < 11 and not t.ctx.is_sandbox):
+                    yield _progress(self.key, "waiting for the instance profile to propagate")
+                    time.sleep(5)
+                    continue
+                with aws_call(f"launch the edge server ({t.cfg.instance_type})"):
+                    raise
+        iid = instance["InstanceId"]
+        yield _progress(self.key, f"launched {iid}", instance_id=iid)
+        yield from self._wait(t, [iid], ("running",), "waiting until running")
+
+    def _wait(self, t: Target, ids: list[str], states: tuple[str, ...], message: str,
+              timeout: float = 600.0) -> Iterator[Progress]:
+        ec2, delay = t.ctx.client("ec2"), (0.2 if t.ctx.is_sandbox else 5.0)
+        deadline = time.monotonic() + timeout
+        while True:
+            with aws_call("read the edge server's state"):
+                reservations = ec2.describe_instances(InstanceIds=ids)["Reservations"]
+            instances = [i for r in reservations for i in r["Instances"]]
+            if instances and all(i["State"]["Name"] in states for i in instances):
+                for i in instances:
+                    info = self.describe(i)
+                    yield _progress(self.key, f"{info['instance_id']} {info['state']} "
+                                    f"{info['public_ip'] or info['private_ip'] or ''}".strip(), **info)
+                return
+            if time.monotonic() > deadline:
+                raise AwsError(f"The edge server {', '.join(ids)} did not reach {'/'.join(states)} in "
+                               f"{int(timeout)} s; check it in the EC2 console, then run apply again.")
+            yield _progress(self.key, message)
+            time.sleep(delay)
+
+    def destroy_check(self, t: Target) -> Change:
+        found = self._find(t)
+        if not found:
+            return self.change(NONE, f"no {t.cfg.instance_name} of ours")
+        return self.change(DELETE, f"terminate {', '.join(i['InstanceId'] for i in found)}")
+
+    def destroy(self, t: Target) -> Iterator[Progress]:
+        ids = [i["InstanceId"] for i in self._find(t)]
+        if not ids:
+            return
+        with aws_call("terminate the edge server"):
+            t.ctx.client("ec2").terminate_instances(InstanceIds=ids)
+        yield _progress(self.key, f"terminating {', '.join(ids)}")
+        yield from self._wait(t, ids, ("terminated",), "waiting until terminated")
+
+
+def all_steps() -> list[Step]:
+    """The plan's steps, in apply order (destroy runs them backwards)."""
+    return [
+        RoleStep("iam-role", "edge server IAM role", lambda c: c.role_name, policies.TRUST_POLICY,
+                 _edge_role_policies, "edge-console: the edge server (EC2) and the SageMaker compilation job",
+                 _edge_role_notes),
+        InstanceProfileStep(),
+        RoleStep("tes-role", "Greengrass token exchange role", lambda c: c.tes_role_name, policies.TES_TRUST_POLICY,
+                 lambda t: ({"GreengrassV2TokenExchangeRoleAccess": policies.tes_role_policy(t.scope)}, ()),
+                 "edge-console: credentials of Greengrass components on the core devices"),
+        RoleAliasStep(),
+        ThingGroupStep(),
+        BucketStep(),
+        ScriptsStep(),
+        InstanceStep(),
+    ]
