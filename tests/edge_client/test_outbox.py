@@ -1,0 +1,118 @@
+"""The outbox: order, acknowledgement, limits, sequence numbers that survive restarts and SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from actions.errors import ConfigError
+from edge_client.outbox import Outbox
+
+
+def _payload(seq: int) -> bytes:
+    return f'{{"seq": {seq}}}'.encode()
+
+
+def test_fifo_peek_and_ack(tmp_path):
+    with Outbox(tmp_path / "o.sqlite") as box:
+        seqs = [box.append("t", _payload) for _ in range(10)]
+        assert seqs == list(range(1, 11))
+        rows = box.peek(after=0, limit=4)
+        assert [r.seq for r in rows] == [1, 2, 3, 4] and rows[2].payload == _payload(3)
+        assert [r.seq for r in box.peek(after=4, limit=100)] == list(range(5, 11))
+        assert box.ack([1, 2, 3]) == 3
+        assert box.depth == 7 and box.first_seq() == 4
+        assert box.ack([3]) == 0  # a late duplicate ack is harmless
+        assert box.depth == 7
+
+
+def test_file_is_private(tmp_path):
+    path = tmp_path / "o.sqlite"
+    Outbox(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_sequence_survives_restart_even_when_empty(tmp_path):
+    path = tmp_path / "o.sqlite"
+    with Outbox(path) as box:
+        for _ in range(5):
+            box.append("t", _payload)
+        box.ack([1, 2, 3, 4, 5])
+        assert box.depth == 0
+    with Outbox(path) as box:
+        assert box.depth == 0 and box.last_seq == 5
+        assert box.append("t", _payload) == 6  # never reuses a number
+
+
+def test_unacked_rows_survive_restart(tmp_path):
+    path = tmp_path / "o.sqlite"
+    with Outbox(path) as box:
+        for _ in range(5):
+            box.append("t", _payload)
+        box.ack([1, 2])
+    with Outbox(path) as box:
+        assert [r.seq for r in box.peek()] == [3, 4, 5]
+        assert [r.payload for r in box.peek()] == [_payload(3), _payload(4), _payload(5)]
+
+
+def test_full_outbox_drops_oldest_and_counts_them(tmp_path):
+    path = tmp_path / "o.sqlite"
+    with Outbox(path, max_messages=10) as box:
+        for _ in range(25):
+            box.append("t", _payload)
+        assert box.depth == 10 and box.dropped == 15
+        assert [r.seq for r in box.peek(limit=100)] == list(range(16, 26))
+    with Outbox(path, max_messages=10) as box:
+        assert box.dropped == 15 and box.depth == 10 and box.last_seq == 25
+
+
+def test_rows_committed_before_sigkill_survive(tmp_path):
+    """A child appends, prints each seq after append() returns, and is killed with SIGKILL."""
+    path = tmp_path / "o.sqlite"
+    code = textwrap.dedent(f"""
+        import sys, time
+        from edge_client.outbox import Outbox
+        box = Outbox({str(path)!r})
+        while True:
+            seq = box.append("t", lambda s: b"x" * 200)
+            print(seq, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    confirmed = 0
+    for line in proc.stdout:
+        confirmed = int(line)
+        if confirmed >= 300:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with Outbox(path) as box:
+        seqs = [r.seq for r in box.peek(limit=100_000)]
+    assert seqs[: confirmed] == list(range(1, confirmed + 1))  # nothing confirmed is missing
+    assert seqs == list(range(1, len(seqs) + 1))  # and nothing half-written
+
+
+def test_corrupt_file_is_moved_aside_not_deleted(tmp_path):
+    path = tmp_path / "o.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with Outbox(path) as box:
+        assert box.moved_aside is not None and box.moved_aside.read_bytes().startswith(b"this is not")
+        assert box.append("t", _payload) == 1
+
+
+def test_unwritable_location_is_a_config_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="outbox_path"):
+        Outbox(blocker / "o.sqlite")
+
+
+def test_limit_must_be_positive(tmp_path):
+    with pytest.raises(ConfigError, match="outbox_max_messages"):
+        Outbox(tmp_path / "o.sqlite", max_messages=0)
