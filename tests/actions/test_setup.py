@@ -1,0 +1,209 @@
+"""Setup plan against a real moto server: plan, apply, idempotency, resume, destroy."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+
+import pytest
+
+from actions import setup
+from actions.context import Context
+from actions.errors import ConfigError, NameConflict
+from actions.progress import DONE, FAILED, SKIPPED
+from actions.setup import SetupConfig, policies
+from actions.setup.config import ENV_KEYS, parse_env, render_env
+
+from .conftest import reset
+
+
+def run(events):
+    return list(events)
+
+
+def test_plan_shows_every_resource_and_the_documents(ctx):
+    changes = {c.step: c for c in setup.plan(ctx)}
+    assert list(changes) == ["iam-role", "instance-profile", "tes-role", "role-alias", "thing-group", "bucket",
+                             "scripts", "instance"]
+    assert all(c.action == setup.CREATE for c in changes.values())
+    role = changes["iam-role"]
+    trust = role.documents["trust policy"]
+    services = {s["Principal"]["Service"] for s in trust["Statement"]}
+    assert services == {"ec2.amazonaws.com", "credentials.iot.amazonaws.com", "sagemaker.amazonaws.com"}
+    assert "inline GreengrassComponentAccessPolicy" in role.documents
+    assert any("AmazonSageMakerEdgeDeviceFleetPolicy" in d and "2024-04-26" in d for d in role.details)
+    bucket = f"ec2-scripts-us-east-1-{ctx.account_id}"
+    assert changes["bucket"].summary == f"create bucket {bucket}"
+    instance = "\n".join(changes["instance"].details)
+    assert "0.085" in instance and "al2023" in instance and "20 GiB" in instance
+    env = "\n".join(changes["scripts"].details)
+    assert "THING_NAME=mything" in env and "AWS_REGION=us-east-1" in env
+
+
+def test_apply_creates_what_the_runbook_describes(ctx):
+    events = run(setup.apply(ctx))
+    assert events[-1].state == DONE and events[-1].percent == 100.0
+    iam, s3, ec2 = ctx.client("iam"), ctx.client("s3"), ctx.client("ec2")
+    role = iam.get_role(RoleName="SageMakerGreenGrassV2MinimalResourceRole")["Role"]
+    assert policies.normalize(role["AssumeRolePolicyDocument"]) == policies.normalize(policies.TRUST_POLICY)
+    assert {"Key": "edge-console:stack", "Value": ctx.stack} in role["Tags"]
+    inline = set(iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"])
+    assert "GreengrassComponentAccessPolicy" in inline
+    profile = iam.get_instance_profile(InstanceProfileName=role["RoleName"])["InstanceProfile"]
+    assert [r["RoleName"] for r in profile["Roles"]] == [role["RoleName"]]
+
+    bucket = f"ec2-scripts-us-east-1-{ctx.account_id}"
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    env = parse_env(s3.get_object(Bucket=bucket, Key="scripts/env")["Body"].read().decode())
+    assert list(env) == list(ENV_KEYS) and env["AWS_REGION"] == "us-east-1"
+    assert env["THING_GROUP_NAME"] == "mythinggroupname"
+    assert "docker" in s3.get_object(Bucket=bucket, Key="scripts/install-greengrass.sh")["Body"].read().decode()
+    local_env = ctx.stack_dir / "env"
+    assert parse_env(local_env.read_text()) == env
+
+    reservations = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["edge-server"]}])["Reservations"]
+    (instance,) = [i for r in reservations for i in r["Instances"]]
+    assert instance["InstanceType"] == "c5.large" and instance["State"]["Name"] == "running"
+    ami = ctx.client("ssm").get_parameter(Name=SetupConfig().ami_parameter)["Parameter"]["Value"]
+    assert instance["ImageId"] == ami
+    assert instance["IamInstanceProfile"]["Arn"].endswith("/SageMakerGreenGrassV2MinimalResourceRole")
+    volume = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}])
+    assert volume["Volumes"][0]["Size"] == 20
+    user_data = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+    script = base64.b64decode(user_data["UserData"]["Value"]).decode()
+    assert f"s3://{bucket}/scripts/" in script
+    shown = [e for e in events if e.step == "instance" and e.data and e.data.get("state") == "running"]
+    assert shown and shown[-1].data["instance_id"] == instance["InstanceId"]
+
+    saved = json.loads((ctx.stack_dir / "setup.json").read_text())
+    assert saved["outputs"]["instances"][0]["instance_id"] == instance["InstanceId"]
+    assert stat.S_IMODE((ctx.stack_dir / "setup.json").stat().st_mode) == 0o600
+
+
+def test_second_apply_makes_no_mutating_call(ctx, calls):
+    calls.attach(ctx)
+    run(setup.apply(ctx))
+    first = calls.mutating()
+    assert {"CreateRole", "CreateBucket", "RunInstances", "PutObject"} <= set(first)
+    calls.clear()
+    events = run(setup.apply(ctx))
+    assert calls.names, "the second apply should still read"
+    assert calls.mutating() == []
+    assert {e.state for e in events} == {SKIPPED}
+    assert all(c.action == setup.NONE for c in setup.plan(ctx))
+
+
+def test_changed_setting_is_an_update(ctx, calls):
+    run(setup.apply(ctx))
+    cfg = SetupConfig(thing_name="otherthing")
+    changes = {c.step: c for c in setup.plan(ctx, cfg)}
+    assert changes["scripts"].action == setup.UPDATE and "env" in changes["scripts"].summary
+    assert changes["iam-role"].action == setup.UPDATE  # the scoped policy names the thing
+    calls.attach(ctx)
+    run(setup.apply(ctx, cfg))
+    assert set(calls.mutating()) == {"PutObject", "PutRolePolicy"}
+
+
+def test_bucket_outside_us_east_1(moto_url, tmp_path):
+    reset(moto_url)
+    ctx = Context.for_sandbox(moto_url, region="eu-west-1", stack="eu", state_dir=tmp_path)
+    run(setup.apply(ctx))
+    bucket = f"ec2-scripts-eu-west-1-{ctx.account_id}"
+    assert ctx.client("s3").get_bucket_location(Bucket=bucket)["LocationConstraint"] == "eu-west-1"
+    env = parse_env((ctx.stack_dir / "env").read_text())
+    assert env["AWS_REGION"] == "eu-west-1"
+
+
+def test_runbook_preset_attaches_the_chapters_managed_policies(ctx):
+    run(setup.apply(ctx, SetupConfig(preset="runbook")))
+    iam = ctx.client("iam")
+    attached = {p["PolicyName"] for p in
+                iam.list_attached_role_policies(RoleName="SageMakerGreenGrassV2MinimalResourceRole")["AttachedPolicies"]}
+    assert attached == {"AmazonSageMakerFullAccess", "AWSIoTLogging", "AmazonS3FullAccess", "AWSIoTRuleActions",
+                        "AWSIoTThingsRegistration", "AmazonSSMManagedInstanceCore"}
+    doc = iam.get_role_policy(RoleName="SageMakerGreenGrassV2MinimalResourceRole",
+                              PolicyName="GreengrassComponentAccessPolicy")["PolicyDocument"]
+    assert policies.normalize(doc) == policies.normalize(policies.RUNBOOK_COMPONENT_ACCESS)
+    # Switching presets converges: the managed policies go, the scoped ones come.
+    run(setup.apply(ctx, SetupConfig()))
+    attached = {p["PolicyName"] for p in
+                iam.list_attached_role_policies(RoleName="SageMakerGreenGrassV2MinimalResourceRole")["AttachedPolicies"]}
+    assert attached == {"AmazonSSMManagedInstanceCore"}
+
+
+def test_apply_resumes_after_a_failure(ctx, calls):
+    # A real failure: someone else's bucket holds our bucket's name.
+    bucket = f"ec2-scripts-us-east-1-{ctx.account_id}"
+    ctx.client("s3").create_bucket(Bucket=bucket)
+    events = []
+    with pytest.raises(NameConflict, match="--bucket"):
+        for event in setup.apply(ctx):
+            events.append(event)
+    assert events[-1].state == FAILED and events[-1].step == "bucket"
+    done_before = {e.step for e in events if e.state == DONE}
+    assert {"iam-role", "instance-profile", "thing-group"} <= done_before
+    ctx.client("s3").delete_bucket(Bucket=bucket)
+    calls.attach(ctx)
+    events = run(setup.apply(ctx))
+    skipped = {e.step for e in events if e.state == SKIPPED}
+    assert done_before <= skipped
+    assert "CreateRole" not in calls.mutating() and "CreateBucket" in calls.mutating()
+    assert events[-1].state == DONE
+
+
+def test_destroy_removes_ours_in_order_and_nothing_else(ctx):
+    ec2, s3, iam = ctx.client("ec2"), ctx.client("s3"), ctx.client("iam")
+    # Someone else's edge-server and bucket, in the same account.
+    ami = ctx.client("ssm").get_parameter(Name=SetupConfig().ami_parameter)["Parameter"]["Value"]
+    theirs = ec2.run_instances(ImageId=ami, InstanceType="t3.micro", MinCount=1, MaxCount=1, TagSpecifications=[
+        {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "edge-server"}]}])["Instances"][0]["InstanceId"]
+    s3.create_bucket(Bucket="someone-elses-bucket")
+    iam.create_role(RoleName="SomeoneElsesRole", AssumeRolePolicyDocument=json.dumps(policies.TES_TRUST_POLICY))
+    run(setup.apply(ctx))
+    s3.put_object(Bucket=f"ec2-scripts-us-east-1-{ctx.account_id}", Key="artifacts/x/1.0.0/a.zip", Body=b"x")
+
+    planned = [c.step for c in setup.destroy_plan(ctx) if c.action == setup.DELETE]
+    assert planned == ["instance", "bucket", "thing-group", "role-alias", "tes-role", "instance-profile", "iam-role"]
+    events = run(setup.destroy(ctx))
+    order = [e.step for e in events if e.state == DONE]
+    assert order == planned
+    assert all(c.action in (setup.CREATE,) for c in setup.plan(ctx))
+    state = ec2.describe_instances(InstanceIds=[theirs])["Reservations"][0]["Instances"][0]["State"]["Name"]
+    assert state == "running"
+    assert "someone-elses-bucket" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert iam.get_role(RoleName="SomeoneElsesRole")["Role"]["RoleName"] == "SomeoneElsesRole"
+    assert not (ctx.stack_dir / "setup.json").exists()
+
+
+def test_a_role_that_is_not_ours_is_a_conflict_not_a_takeover(ctx):
+    ctx.client("iam").create_role(RoleName="SageMakerGreenGrassV2MinimalResourceRole",
+                                  AssumeRolePolicyDocument=json.dumps(policies.TES_TRUST_POLICY))
+    (role,) = [c for c in setup.plan(ctx) if c.step == "iam-role"]
+    assert role.action == setup.CONFLICT
+    with pytest.raises(NameConflict, match="role"):
+        run(setup.apply(ctx))
+    destroy = {c.step: c.action for c in setup.destroy_plan(ctx)}
+    assert destroy["iam-role"] == setup.NONE
+
+
+@pytest.mark.parametrize("change, word", [
+    ({"thing_name": "MyThing"}, "thing_name"),
+    ({"thing_group_name": "Group One"}, "thing_group_name"),
+    ({"preset": "admin"}, "preset"),
+    ({"bucket": "Bad_Bucket"}, "bucket"),
+    ({"volume_gib": 2}, "volume_gib"),
+    ({"ami_parameter": "ami-0123456789abcdef0"}, "ami_parameter"),
+])
+def test_bad_settings_are_refused_with_the_setting_named(change, word):
+    with pytest.raises(ConfigError, match=word):
+        SetupConfig().replace(**change).validate()
+
+
+def test_env_file_has_the_runbooks_keys_in_order():
+    text = render_env(SetupConfig(deploy_dev_tools=True), "eu-central-1")
+    assert [line.split("=")[0] for line in text.splitlines()] == list(ENV_KEYS)
+    assert "DEPLOY_DEV_TOOLS=true" in text and "GGC_ROOT_PATH=/greengrass/v2" in text
+    with pytest.raises(ConfigError, match="Unknown setup setting"):
+        SetupConfig().replace(thing="x")
