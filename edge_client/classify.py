@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     from actions.messages.prediction import build_prediction, encode
 
     try:
-        model = load_model(args.model, args.variant)
+        model = load_model(args.model, args.variant, threads=1)  # one image per core: see classify_many
     except EdgeConsoleError as exc:
         print(f"edge-client classify: {exc}", file=sys.stderr)
         return 2

@@ -175,3 +175,14 @@ def test_partial_neo_artifact_names_the_missing_files(tmp_path):
     (tmp_path / "compiled.params").write_bytes(b"")
     text = _one_line_error(tmp_path)
     assert "partial" in text and "compiled_model.json" in text
+
+
+def test_classify_many_with_one_image_per_core_keeps_order(model_dir, sample_images):
+    model = load_model(model_dir, "fp32", threads=1)
+    good = [sample_images["coffee"].read_bytes(), sample_images["chelsea"].read_bytes()]
+    stream = (good[i % 2] if i != 5 else b"junk" for i in range(12))
+    out = list(model.classify_many(stream, 1, 0.0, workers=3))
+    assert len(out) == 12 and isinstance(out[5], ImageError)
+    labels = [r.top1.label for i, r in enumerate(out) if i != 5]
+    assert labels[0::2][:3] == ["espresso"] * 3
+    assert all(label in CATS for j, label in enumerate(labels) if (j if j < 5 else j + 1) % 2 == 1)
