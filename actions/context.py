@@ -41,6 +41,8 @@ class Context:
         stack: the stack name; every resource is tagged `edge-console:stack=<stack>`.
         state_dir: the local state directory (per-stack files go in `stack_dir`).
         retries: botocore's retry settings for every client.
+        sandbox_state_dir: the sandbox's state folder (its devices' roots live under
+            `devices/<name>/`), when known; logs read device log files from there.
     """
 
     session: boto3.Session
@@ -49,18 +51,38 @@ class Context:
     stack: str = DEFAULT_STACK
     state_dir: Path = field(default_factory=default_state_dir)
     retries: dict[str, Any] = field(default_factory=lambda: {"mode": "adaptive", "max_attempts": 10})
+    sandbox_state_dir: Path | None = None
     _account_id: str | None = field(default=None, repr=False)
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def for_sandbox(cls, endpoint_url: str, region: str = DEFAULT_REGION, *, stack: str = DEFAULT_STACK,
-                    state_dir: Path | None = None) -> Context:
-        """A context for the local sandbox at `endpoint_url` (one attempt per call, dummy keys)."""
+                    state_dir: Path | None = None, sandbox_state_dir: Path | None = None) -> Context:
+        """A context for the local sandbox at `endpoint_url` (one attempt per call, dummy keys).
+
+        `endpoint_url` may also be the sandbox's state folder (holding `state.json`), which gives
+        the URL, the region and where its devices' logs are.
+        """
+        import json
+
+        target = Path(endpoint_url)
+        if not endpoint_url.startswith(("http://", "https://")):
+            from actions.errors import ConfigError
+
+            try:
+                found = [p for p in (target / "state.json", target / "server.json") if p.is_file()]
+                doc = json.loads(found[0].read_text())
+            except (OSError, ValueError, IndexError):
+                raise ConfigError(f"--sandbox {endpoint_url!r} is neither an http:// URL nor a sandbox state "
+                                  "folder with state.json; start one with `edge-console sandbox start`.") from None
+            endpoint_url, region = doc["endpoint_url"], doc.get("region") or region
+            sandbox_state_dir = sandbox_state_dir or target
         session = boto3.Session(region_name=region, **SANDBOX_KEYS)
         return cls(session=session, region=region, endpoint_url=endpoint_url.rstrip("/"), stack=stack,
                    state_dir=Path(state_dir) if state_dir else default_state_dir(),
-                   retries={"max_attempts": 1, "mode": "standard"})
+                   retries={"max_attempts": 1, "mode": "standard"},
+                   sandbox_state_dir=Path(sandbox_state_dir) if sandbox_state_dir else None)
 
     @classmethod
     def from_aws(cls, profile: str | None = None, region: str | None = None, *, stack: str = DEFAULT_STACK,
