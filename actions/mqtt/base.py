@@ -133,13 +133,18 @@ class Transport(abc.ABC):
 
     def _set_connected(self, up: bool, reason: str | None = None) -> None:
         was = self._connected.is_set()
+        news = False
         if up:
             self._connected.set()
+            self._reported = None
         else:
             self._connected.clear()
             if reason:
                 self.last_error = reason
-        if was != up and self.on_connection_change:
+                # A new reason for being down is worth one report; the same one on every retry is not.
+                news = reason != getattr(self, "_reported", None)
+                self._reported = reason
+        if (was != up or news) and self.on_connection_change:
             try:
                 self.on_connection_change(up, reason)
             except Exception:  # a listener's bug must not kill the network thread

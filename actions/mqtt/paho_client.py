@@ -70,6 +70,7 @@ class PahoTransport(Transport):
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
         self._lock = threading.Lock()
@@ -94,6 +95,9 @@ class PahoTransport(Transport):
         for topic_filter, (_cb, qos) in subs:
             client.subscribe(topic_filter, qos=qos)
         self._set_connected(True)
+
+    def _on_connect_fail(self, client, userdata):
+        self._set_connected(False, f"cannot connect to {self.describe()}; retrying")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
         reason = None if reason_code == 0 else f"lost connection to {self.describe()}: {reason_code}"

@@ -1,0 +1,622 @@
+"""`edge-client run`: the device agent.
+
+It classifies images from a source, stores each prediction in the on-disk outbox, sends it at
+QoS 1 and removes it only when the broker has acknowledged it; it publishes a retained status
+message every `status_interval` seconds and on every change; it swaps in a new model when the
+model directory or the configuration changes; it stops cleanly on SIGTERM.
+
+Threads:
+- main: source -> classify -> outbox.append (the outbox is the hand-over point);
+- sender: outbox -> transport.publish, acknowledgements -> outbox.ack;
+- housekeeping: status messages, model and config change detection, model loading (a new model
+  is loaded beside the old one and swapped in between two images).
+
+Exit codes: 0 after a clean stop, 2 on a configuration error (missing model, bad setting), so a
+Greengrass deployment reports FAILED; 1 only for a bug (its traceback is logged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from actions.errors import ConfigError, EdgeConsoleError, ImageError, ModelError, MqttError
+from actions.messages import prediction as prediction_msg
+from actions.messages import status as status_msg
+from actions.mqtt import Will, open_transport, select_transport
+from edge_client.config import Settings, greengrass_configuration, load_settings
+from edge_client.outbox import Outbox
+from edge_client.sources import describe_source, open_source
+
+log = logging.getLogger("edge-client")
+AGENT_VERSION = "0.1.0"
+# Settings the agent applies while running; any other change is logged as needing a restart.
+LIVE_SETTINGS = {"model_dir", "model_variant", "top_k", "threshold", "interval", "max_rate", "topic",
+                 "status_interval", "log_predictions", "watch_interval", "log_level", "threads",
+                 "max_images", "exit_when_done", "drain_timeout"}
+MIN_STATUS_GAP = 1.0  # seconds: statuses "on change" are coalesced to at most one per second
+
+
+def clean_text(text: Any, limit: int = 300) -> str:
+    """One line of printable text: control characters (terminal escapes) become `?`."""
+    text = str(text)
+    return "".join(c if c.isprintable() else "?" for c in " ".join(text.split()))[:limit]
+
+
+def setup_logging(level: str = "info") -> None:
+    """Log lines to stdout, one per event, which the Greengrass nucleus captures into the component log."""
+    logger = logging.getLogger("edge-client")
+    if not any(getattr(h, "_edge_client", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler._edge_client = True  # type: ignore[attr-defined]
+        formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ [%(levelname)s] edge-client: %(message)s",
+                                      "%Y-%m-%dT%H:%M:%S")
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level.upper())
+
+
+def model_signature(model_dir: str) -> tuple:
+    """What identifies the model directory's contents: its real path and each file's size and mtime."""
+    real = os.path.realpath(os.path.expanduser(model_dir))
+    try:
+        entries = []
+        with os.scandir(real) as it:
+            for entry in it:
+                if entry.is_file():
+                    st = entry.stat()
+                    entries.append((entry.name, st.st_size, st.st_mtime_ns))
+        return (real, tuple(sorted(entries)))
+    except OSError:
+        return (real, None)
+
+
+class Metrics:
+    """Counters and the latency windows the status message reports."""
+
+    def __init__(self, window: int = 1000):
+        self.preprocess = collections.deque(maxlen=window)
+        self.inference = collections.deque(maxlen=window)
+        self.images = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._rate_images = 0
+        self._rate_since = time.monotonic()
+        self.rate: float | None = None
+
+    def record(self, preprocess_ms: float, inference_ms: float) -> None:
+        self.preprocess.append(preprocess_ms)
+        self.inference.append(inference_ms)
+        self.images += 1
+
+    def error(self, text: str) -> None:
+        self.errors += 1
+        self.last_error = clean_text(text)
+
+    def roll_rate(self) -> float | None:
+        """Images per second since the last call."""
+        now = time.monotonic()
+        elapsed = now - self._rate_since
+        if elapsed >= 0.5:
+            self.rate = (self.images - self._rate_images) / elapsed
+            self._rate_images, self._rate_since = self.images, now
+        return self.rate
+
+    @staticmethod
+    def percentiles(values) -> tuple[float | None, float | None]:
+        data = sorted(values)
+        if not data:
+            return (None, None)
+
+        def pick(q: float) -> float:
+            # Nearest-rank percentile: no interpolation, so it is a latency that really happened.
+            return data[min(len(data) - 1, max(0, int(round(q * len(data) + 0.5)) - 1))]
+
+        return (pick(0.50), pick(0.95))
+
+
+class Sender(threading.Thread):
+    """Moves messages from the outbox to the transport and removes them when acknowledged.
+
+    At most `window` messages are with the transport at once, and new ones are handed over only
+    while it is connected, so a long outage fills the outbox on disk, not memory.
+    """
+
+    def __init__(self, outbox: Outbox, transport, window: int = 100):
+        super().__init__(name="sender", daemon=True)
+        self.outbox = outbox
+        self.transport = transport
+        self.window = max(1, window)
+        self._wake = threading.Event()
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._inflight: dict[int, Any] = {}
+        self._retry: list[tuple[float, int, int]] = []  # (due, seq, attempt)
+        self._stopping = threading.Event()
+        self._closing = False
+        self._drained = threading.Event()
+        self.acked = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def wake(self) -> None:
+        """New rows in the outbox, or the connection changed."""
+        self._wake.set()
+
+    def _on_done(self, seq: int, fut) -> None:
+        # Runs on the transport's network thread: hand over and get out.
+        self._done.put((seq, fut))
+        self._wake.set()
+
+    def run(self) -> None:
+        cursor = 0
+        attempts: dict[int, int] = {}
+        while True:
+            acked = []
+            while True:
+                try:
+                    seq, fut = self._done.get_nowait()
+                except queue.Empty:
+                    break
+                self._inflight.pop(seq, None)
+                exc = fut.exception()
+                if exc is None:
+                    acked.append(seq)
+                    attempts.pop(seq, None)
+                elif not self._closing:
+                    # Refused or failed: it stays in the outbox and is retried with a backoff.
+                    n = attempts.get(seq, 0) + 1
+                    attempts[seq] = n
+                    self.failures += 1
+                    self.last_error = clean_text(exc)
+                    self._retry.append((time.monotonic() + min(60.0, 2.0 ** n), seq, n))
+                    log.warning("message %d not acknowledged (%s); retrying", seq, self.last_error)
+            if acked:
+                self.outbox.ack(acked)
+                self.acked += len(acked)
+            if self._stopping.is_set() and not self._inflight and (self.outbox.depth == 0 or self._closing):
+                self._drained.set()
+                if self._closing or self.outbox.depth == 0:
+                    return
+            if self.transport.connected and not self._closing:
+                now = time.monotonic()
+                due = [r for r in self._retry if r[0] <= now]
+                if due:
+                    self._retry = [r for r in self._retry if r[0] > now]
+                    for _due, seq, _n in due:
+                        rows = self.outbox.peek(after=seq - 1, limit=1)
+                        if rows and rows[0].seq == seq and seq not in self._inflight:
+                            self._send(rows[0])
+                room = self.window - len(self._inflight)
+                if room > 0:
+                    rows = self.outbox.peek(after=cursor, limit=room)
+                    for row in rows:
+                        self._send(row)
+                    if rows:
+                        cursor = rows[-1].seq
+            self._wake.wait(0.5)
+            self._wake.clear()
+
+    def _send(self, row) -> None:
+        fut = self.transport.publish(row.topic, row.payload, qos=row.qos)
+        self._inflight[row.seq] = fut
+        fut.add_done_callback(lambda f, s=row.seq: self._on_done(s, f))
+
+    @property
+    def inflight(self) -> int:
+        """Messages with the transport, not yet acknowledged."""
+        return len(self._inflight)
+
+    def drain(self, timeout: float) -> bool:
+        """Stop taking new work once the outbox is empty; wait up to `timeout` for that."""
+        self._stopping.set()
+        self._wake.set()
+        ok = self._drained.wait(timeout)
+        return ok and self.outbox.depth == 0
+
+    def stop(self) -> None:
+        """Stop now; whatever is not acknowledged stays in the outbox."""
+        self._stopping.set()
+        self._closing = True
+        self._wake.set()
+        self.join(5)
+
+
+class Agent:
+    """The running agent. `Agent(settings).run()` returns the exit code."""
+
+    def __init__(self, settings: Settings, *, config_path: str | None = None,
+                 greengrass: dict | None = None, overrides: dict | None = None):
+        self.settings = settings
+        self.config_path = config_path
+        self._greengrass = greengrass
+        self._overrides = overrides
+        self.stop_event = threading.Event()
+        self.metrics = Metrics()
+        self.model = None
+        self.model_error: str | None = None
+        self.state = "starting"
+        self.started = time.monotonic()
+        self.outbox: Outbox | None = None
+        self.transport = None
+        self.sender: Sender | None = None
+        self._status_dirty = threading.Event()
+        self._last_status = 0.0
+        self._model_sig: tuple | None = None
+        self._attempted_sig: tuple | None = None
+        self._config_mtime = self._mtime(config_path)
+        self._print_lock = threading.Lock()
+        self._settings_lock = threading.Lock()
+
+    # -- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _mtime(path: str | None) -> int | None:
+        if not path:
+            return None
+        try:
+            return os.stat(path).st_mtime_ns
+        except OSError:
+            return None
+
+    def _note_error(self, text: str) -> None:
+        self.metrics.error(text)
+        self._status_dirty.set()
+
+    def _load_model(self, model_dir: str, variant: str | None):
+        from actions.inference import load_model
+
+        directory = Path(model_dir).expanduser()
+        if not directory.exists():
+            raise ModelError(f"model_dir {directory} does not exist: deploy the model component or fix "
+                             "model_dir (EDGE_CLIENT_MODEL_DIR)")
+        return load_model(directory, variant, threads=self.settings.threads)
+
+    # -- status ---------------------------------------------------------------------------------
+    def build_status(self, state: str | None = None) -> dict:
+        """The current status message."""
+        m, model = self.metrics, self.model
+        last_error = m.last_error
+        if self.model_error:
+            last_error = self.model_error
+        return status_msg.build_status(
+            device=self.settings.device, state=state or self._state(),
+            model_name=getattr(model, "name", None), model_version=getattr(model, "version", None),
+            runtime=getattr(model, "runtime", None), images_per_s=m.roll_rate(),
+            preprocess_ms=m.percentiles(m.preprocess), inference_ms=m.percentiles(m.inference),
+            outbox_depth=self.outbox.depth if self.outbox else 0,
+            dropped=self.outbox.dropped if self.outbox else 0,
+            seq=self.outbox.last_seq if self.outbox else None, images=m.images, errors=m.errors,
+            uptime_s=time.monotonic() - self.started, last_error=last_error,
+            connected=self.transport.connected if self.transport else False,
+            agent_version=AGENT_VERSION)
+
+    def _state(self) -> str:
+        if self.state in ("running",) and (self.model_error or (self.transport and not self.transport.connected)):
+            return "degraded"
+        return self.state
+
+    def publish_status(self, state: str | None = None, *, force: bool = False):
+        """Publish the status (retained, QoS 1); returns the publish future or None when skipped."""
+        if self.transport is None or (not force and not self.transport.connected):
+            return None  # it is sent again on reconnect; piling statuses up offline helps nobody
+        self._last_status = time.monotonic()
+        self._status_dirty.clear()
+        payload = status_msg.encode(self.build_status(state))
+        return self.transport.publish(self.settings.resolved_status_topic, payload, qos=1, retain=True)
+
+    # -- housekeeping ---------------------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        next_status = time.monotonic()
+        next_watch = time.monotonic() + self.settings.watch_interval
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            if now >= next_watch:
+                next_watch = now + self.settings.watch_interval
+                try:
+                    self._check_config()
+                    self._check_model()
+                except Exception as exc:  # housekeeping must survive anything; the error is reported
+                    log.exception("housekeeping failed")
+                    self._note_error(f"housekeeping: {exc}")
+            if now >= next_status or (self._status_dirty.is_set() and now - self._last_status >= MIN_STATUS_GAP):
+                self.publish_status()
+                next_status = now + self.settings.status_interval
+            wait = min(next_status, next_watch) - time.monotonic()
+            if self._status_dirty.is_set():
+                wait = min(wait, self._last_status + MIN_STATUS_GAP - time.monotonic())
+            self.stop_event.wait(max(0.05, wait))
+
+    def _check_config(self) -> None:
+        mtime = self._mtime(self.config_path)
+        if mtime == self._config_mtime:
+            return
+        self._config_mtime = mtime
+        try:
+            new = load_settings(self.config_path, greengrass=self._greengrass, overrides=self._overrides)
+        except ConfigError as exc:
+            log.error("new configuration rejected, keeping the current one: %s", exc)
+            self._note_error(f"configuration: {exc}")
+            return
+        old = self.settings
+        changed = [k for k in new.public() if new.public()[k] != old.public()[k]]
+        needs_restart = [k for k in changed if k not in LIVE_SETTINGS]
+        for key in needs_restart:
+            setattr(new, key, getattr(old, key))
+            log.warning("setting %s changed; it takes effect when the agent restarts", key)
+        with self._settings_lock:
+            self.settings = new
+        if changed:
+            log.info("configuration reloaded: %s changed", ", ".join(changed))
+            logging.getLogger("edge-client").setLevel(new.log_level.upper())
+            self._status_dirty.set()
+
+    def _check_model(self) -> None:
+        s = self.settings
+        sig = model_signature(s.model_dir) + (s.model_variant,)
+        if sig == self._model_sig or sig == self._attempted_sig:
+            return
+        self._attempted_sig = sig
+        log.info("model change detected in %s; loading it beside the running one", s.model_dir)
+        try:
+            new = self._load_model(s.model_dir, s.model_variant)
+        except (ModelError, EdgeConsoleError, OSError) as exc:
+            where = s.model_dir if sig[0] == os.path.abspath(s.model_dir) else f"{s.model_dir} (-> {sig[0]})"
+            self.model_error = clean_text(f"model {where}: {exc}")
+            log.error("new model not loaded, %s keeps running: %s",
+                      getattr(self.model, "version", "the old model"), exc)
+            self.metrics.error(self.model_error)
+            self._status_dirty.set()
+            return
+        old = self.model
+        self.model = new  # the main loop takes the reference once per image: the swap is between two
+        self._model_sig = sig
+        self.model_error = None
+        log.info("model swapped: %s %s -> %s %s (%s)", getattr(old, "name", None),
+                 getattr(old, "version", None), new.name, new.version, new.runtime)
+        self._status_dirty.set()
+
+    # -- the run --------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting
+        log.info("%s received: stopping (sending what can be sent in %gs)",
+                 signal.Signals(signum).name, self.settings.drain_timeout)
+        self.stop_event.set()
+
+    def _fatal(self, message: str) -> int:
+        """Report a configuration error (log line + status when a transport is up) and return 2."""
+        log.error("%s", message)
+        self.metrics.last_error = clean_text(message)
+        if self.transport is not None:
+            # Give the fleet view the reason, if the broker can be reached quickly.
+            if self.transport.wait_connected(3.0):
+                fut = self.publish_status("error", force=True)
+                try:
+                    fut.result(3.0)
+                except Exception:
+                    pass
+        return 2
+
+    def run(self) -> int:
+        """Run until stopped; return the process exit code."""
+        s = self.settings
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            return self._run()
+        finally:
+            self._shutdown_resources()
+
+    def _run(self) -> int:
+        s = self.settings
+        log.info("edge-client %s starting: device %s, model %s, source %s (%s)", AGENT_VERSION, s.device,
+                 s.model_dir, s.source, describe_source(s.source))
+        try:
+            self.outbox = Outbox(s.outbox_path, s.outbox_max_messages, sync=s.outbox_sync)
+        except ConfigError as exc:
+            return self._fatal(str(exc))
+        if self.outbox.moved_aside:
+            log.error("outbox %s was corrupt (%s); kept as %s, starting a new one", s.outbox_path,
+                      self.outbox.corrupt_error, self.outbox.moved_aside)
+            self._note_error(f"outbox was corrupt; kept as {self.outbox.moved_aside}")
+        if self.outbox.depth:
+            log.info("outbox holds %d unsent predictions (seq %s..%d); sending them first",
+                     self.outbox.depth, self.outbox.first_seq(), self.outbox.last_seq)
+        mqtt = s.mqtt()
+        try:
+            kind = select_transport(mqtt, host_given=s.host_given)
+            will = Will(s.resolved_status_topic, status_msg.encode(status_msg.build_offline(s.device)))
+            self.transport = open_transport(mqtt, will=will, kind=kind)
+        except ConfigError as exc:
+            return self._fatal(str(exc))
+        self.transport.on_connection_change = self._on_connection_change
+        log.info("publishing to %s via %s", s.topic, self.transport.describe())
+        try:
+            self.transport.connect(timeout=None)
+        except MqttError as exc:
+            return self._fatal(str(exc))
+        try:
+            self.model = self._load_model(s.model_dir, s.model_variant)
+        except (ModelError, EdgeConsoleError) as exc:
+            return self._fatal(f"cannot load the model: {exc}")
+        self._model_sig = self._attempted_sig = model_signature(s.model_dir) + (s.model_variant,)
+        log.info("model %s %s loaded (%s/%s)", self.model.name, self.model.version, self.model.runtime,
+                 getattr(self.model, "variant", "?"))
+        try:
+            images = open_source(s.source, loop=s.loop, stop=self.stop_event,
+                                 on_error=lambda name, why: self._image_error(name, why))
+        except ConfigError as exc:
+            return self._fatal(str(exc))
+        self.sender = Sender(self.outbox, self.transport, window=s.max_inflight)
+        self.sender.start()
+        self.state = "running"
+        keeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
+        keeper.start()
+        exhausted = self._classify_loop(images)
+        if exhausted and not self.stop_event.is_set():
+            if self.settings.exit_when_done:
+                log.info("source done after %d images; sending what is left and exiting", self.metrics.images)
+                self.stop_event.set()
+            else:
+                log.info("source done after %d images; idle (new configuration or SIGTERM)", self.metrics.images)
+                self.state = "idle"
+                self._status_dirty.set()
+                self.stop_event.wait()
+        self.state = "stopping"
+        keeper.join(5)
+        return self._drain_and_stop()
+
+    def _image_error(self, name: str, why: str) -> None:
+        log.warning("%s skipped: %s", clean_text(name, 120), clean_text(why))
+        self._note_error(f"{clean_text(name, 120)}: {clean_text(why)}")
+
+    def _on_connection_change(self, up: bool, reason: str | None) -> None:
+        if up:
+            log.info("connected to %s", self.transport.describe())
+        else:
+            log.warning("disconnected: %s", clean_text(reason or "connection closed"))
+        if self.sender:
+            self.sender.wake()
+        self._status_dirty.set()
+
+    def _classify_loop(self, images) -> bool:
+        """Classify until the source ends (True) or the agent is stopped (False)."""
+        next_due = time.monotonic()
+        count = 0
+        for image in images:
+            if self.stop_event.is_set():
+                return False
+            s = self.settings
+            now = time.monotonic()
+            if now < next_due and self.stop_event.wait(next_due - now):
+                return False
+            next_due = max(next_due + s.period, time.monotonic()) if s.period else 0.0
+            model = self.model  # one reference per image: a swap lands between two images
+            try:
+                result = model.classify(image.data, top_k=s.top_k, threshold=s.threshold)
+            except ImageError as exc:
+                self._image_error(image.name, str(exc))
+                continue
+
+            built: list[bytes] = []
+
+            def make(seq: int, result=result, model=model, name=image.name, s=s) -> bytes:
+                built.append(prediction_msg.encode(prediction_msg.build_prediction(
+                    result, device=s.device, model_name=model.name, model_version=model.version,
+                    seq=seq, top_k=s.top_k, threshold=s.threshold, source=name)))
+                return built[0]
+
+            dropped_before = self.outbox.dropped
+            self.outbox.append(s.topic, make)
+            self.sender.wake()
+            self.metrics.record(result.preprocess_ms, result.inference_ms)
+            if self.outbox.dropped != dropped_before:
+                if dropped_before == 0 or self.outbox.dropped // 1000 != dropped_before // 1000:
+                    log.warning("outbox full (%d): dropped the oldest predictions, %d so far",
+                                self.outbox.max_messages, self.outbox.dropped)
+                self._status_dirty.set()
+            if s.log_predictions:
+                # The runbook's component printed each prediction's JSON; operators tail for it.
+                with self._print_lock:
+                    sys.stdout.write(built[0].decode("utf-8") + "\n")
+                    sys.stdout.flush()
+            count += 1
+            if s.max_images and count >= s.max_images:
+                return True
+        return not self.stop_event.is_set()
+
+    def _drain_and_stop(self) -> int:
+        s = self.settings
+        if self.sender:
+            if self.transport.connected:
+                drained = self.sender.drain(s.drain_timeout)
+            else:
+                drained = self.outbox.depth == 0
+            self.sender.stop()
+            left = self.outbox.depth
+            if drained or not left:
+                log.info("all predictions sent (last seq %d)", self.outbox.last_seq)
+            else:
+                log.warning("%d predictions not yet acknowledged stay in the outbox %s for the next start",
+                            left, s.outbox_path)
+        self.state = "stopped"
+        fut = self.publish_status("stopped")
+        if fut is not None:
+            try:
+                fut.result(2.0)
+            except Exception:
+                pass  # the retained last will covers us
+        log.info("stopped")
+        return 0
+
+    def _shutdown_resources(self) -> None:
+        self.stop_event.set()
+        if self.sender and self.sender.is_alive():
+            self.sender.stop()
+        if self.transport is not None:
+            try:
+                self.transport.close()
+            except Exception:
+                pass
+        if self.outbox is not None:
+            self.outbox.close()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="edge-client run",
+                                     description="Run the device agent: classify, store, publish, report.")
+    parser.add_argument("--config", metavar="FILE", help="JSON (or YAML) settings file; see edge_client/config.py")
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                        help="override one setting (strongest of all); repeatable")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the settings, print them (secrets masked) and exit")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `edge-client run`."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging("info")
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            log.error("--set %s: write KEY=VALUE, e.g. --set top_k=3", clean_text(item))
+            return 2
+        overrides[key] = value
+    greengrass = None
+    try:
+        greengrass = greengrass_configuration()
+    except Exception as exc:  # the file and environment still configure us
+        log.warning("cannot read the Greengrass component configuration: %s", clean_text(exc))
+    try:
+        settings = load_settings(args.config, greengrass=greengrass, overrides=overrides)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    setup_logging(settings.log_level)
+    if args.check:
+        import json
+
+        print(json.dumps(settings.public(), indent=2, default=str))
+        return 0
+    try:
+        return Agent(settings, config_path=args.config, greengrass=greengrass, overrides=overrides).run()
+    except KeyboardInterrupt:
+        log.warning("interrupted twice: exiting now; unsent predictions stay in the outbox")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Image sources: a file, a watched directory, a glob, or a camera (OpenCV, when installed).
+
+Each source is an iterator of `Image(name, data)`; `data` is encoded image bytes (or an RGB array
+from a camera). Iteration blocks while waiting for new images and ends early when `stop` is set.
+A file that vanishes or cannot be read is reported through `on_error` and skipped.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from actions.errors import ConfigError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+CAMERA_PREFIX = "camera:"
+ErrorCallback = Callable[[str, str], None]  # (image name, one-line reason)
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image to classify: where it came from (for the message's `source`) and its contents."""
+
+    name: str
+    data: Any
+
+
+def _is_image(path: Path) -> bool:
+    # Hidden and partial files are skipped: writers should write `.name.tmp` and rename.
+    return (path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+            and path.is_file())
+
+
+def _read(path: Path, on_error: ErrorCallback) -> Image | None:
+    try:
+        return Image(path.name, path.read_bytes())
+    except OSError as exc:
+        on_error(path.name, f"cannot read {path}: {exc.strerror or exc}")
+        return None
+
+
+def _ignore(name: str, reason: str) -> None:
+    pass
+
+
+def describe_source(spec: str) -> str:
+    """What kind of source `spec` is: "camera", "directory", "file" or "glob"."""
+    if spec.startswith(CAMERA_PREFIX):
+        return "camera"
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return "directory"
+    if any(c in spec for c in "*?["):
+        return "glob"
+    return "file"
+
+
+def open_source(spec: str, *, loop: bool = False, stop: threading.Event | None = None,
+                poll_interval: float = 0.5, on_error: ErrorCallback | None = None) -> Iterator[Image]:
+    """Iterate over the images of `spec`.
+
+    Args:
+        spec: a file, a directory (its images by name, then each new image that appears), a glob
+            ("/data/*.jpg", sorted), or "camera:N" (OpenCV device N).
+        loop: start over when done (a file or glob forever; a directory: all its images in turn).
+        stop: iteration ends soon after this is set.
+        poll_interval: seconds between two looks at a directory for new images.
+        on_error: called with (name, reason) for an image that cannot be read.
+
+    Returns:
+        An iterator of Image.
+
+    Raises:
+        ConfigError: the file or directory does not exist, a glob matches nothing, or OpenCV is
+            missing for a camera.
+    """
+    stop = stop or threading.Event()
+    on_error = on_error or _ignore
+    kind = describe_source(spec)
+    if kind == "camera":
+        return _camera(spec, stop)
+    if kind == "directory":
+        return _directory(Path(spec).expanduser(), loop, stop, poll_interval, on_error)
+    if kind == "glob":
+        pattern = os.path.expanduser(spec)
+        if not _glob.glob(pattern):
+            raise ConfigError(f"source {spec!r} matches no file: check the pattern or the directory")
+        return _glob_source(pattern, loop, stop, on_error)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"source {spec} does not exist: set source to an image file, a directory, "
+                          "a glob or camera:0")
+    return _file(path, loop, stop, on_error)
+
+
+def _file(path: Path, loop: bool, stop: threading.Event, on_error: ErrorCallback) -> Iterator[Image]:
+    while not stop.is_set():
+        image = _read(path, on_error)
+        if image is not None:
+            yield image
+        if not loop:
+            return
+
+
+def _glob_source(pattern: str, loop: bool, stop: threading.Event, on_error: ErrorCallback) -> Iterator[Image]:
+    while not stop.is_set():
+        paths = sorted(Path(p) for p in _glob.glob(pattern))
+        yielded = False
+        for path in paths:
+            if stop.is_set():
+                return
+            if not path.is_file():
+                continue
+            image = _read(path, on_error)
+            if image is not None:
+                yielded = True
+                yield image
+        if not loop:
+            return
+        if not yielded:
+            stop.wait(1.0)  # nothing matches right now: do not spin
+
+
+def _directory(directory: Path, loop: bool, stop: threading.Event, poll_interval: float,
+               on_error: ErrorCallback) -> Iterator[Image]:
+    """Existing images by name first, then new ones (by name within a poll) as they appear."""
+    seen: dict[str, tuple[int, int]] = {}  # name -> (mtime_ns, size) of the version classified
+    while not stop.is_set():
+        try:
+            entries = sorted(p for p in directory.iterdir() if _is_image(p))
+        except OSError as exc:
+            on_error(directory.name, f"cannot list {directory}: {exc.strerror or exc}")
+            stop.wait(poll_interval)
+            continue
+        fresh = []
+        for path in entries:
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # removed between listing and stat
+            key = (st.st_mtime_ns, st.st_size)
+            if loop or seen.get(path.name) != key:
+                fresh.append((path, key))
+        for path, key in fresh:
+            if stop.is_set():
+                return
+            image = _read(path, on_error)
+            seen[path.name] = key
+            if image is not None:
+                yield image
+        if len(seen) > 100_000:
+            # A directory that is never cleaned must not grow our memory: forget names now gone.
+            present = {p.name for p in entries}
+            seen = {k: v for k, v in seen.items() if k in present}
+        if not fresh or not loop:
+            stop.wait(poll_interval)
+
+
+def _camera(spec: str, stop: threading.Event) -> Iterator[Image]:
+    try:
+        import cv2
+    except ImportError:
+        raise ConfigError(f"source {spec} needs OpenCV, which is not installed: pip install "
+                          "opencv-python-headless, or use a file, directory or glob source") from None
+    try:
+        index: int | str = int(spec[len(CAMERA_PREFIX):] or 0)
+    except ValueError:
+        index = spec[len(CAMERA_PREFIX):]  # a device path or stream URL
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        raise ConfigError(f"cannot open camera {index!r}: check that it is connected and readable")
+
+    def frames() -> Iterator[Image]:
+        n = 0
+        try:
+            while not stop.is_set():
+                ok, frame = capture.read()
+                if not ok:
+                    stop.wait(0.1)
+                    continue
+                n += 1
+                yield Image(f"camera{index}-{n}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        finally:
+            capture.release()
+
+    return frames()
