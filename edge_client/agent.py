@@ -422,6 +422,8 @@ class Agent:
         s = self.settings
         log.info("edge-client %s starting: device %s, model %s, source %s (%s)", AGENT_VERSION, s.device,
                  s.model_dir, s.source, describe_source(s.source))
+        for warning in s.warnings:
+            log.warning("%s", warning)
         try:
             self.outbox = Outbox(s.outbox_path, s.outbox_max_messages, sync=s.outbox_sync)
         except ConfigError as exc:

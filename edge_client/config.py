@@ -47,6 +47,8 @@ CONFIG_JSON_ENV = "EDGE_CLIENT_CONFIG_JSON"
 NOT_SETTINGS = {"CONFIG_JSON"}
 # Keys a component configuration holds for the nucleus, not for us.
 GREENGRASS_ONLY = {"access_control"}
+# Other names people (and the sandbox's core device) use for a setting.
+ALIASES = {"device_name": "device", "thing_name": "device", "model_path": "model_dir"}
 
 
 def _default_device() -> str:
@@ -128,6 +130,8 @@ class Settings:
     threads: int | None = None
     # Where each value came from ("default", "file", "greengrass", "env"): for `--check` and logs.
     origins: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Unknown EDGE_CLIENT_ environment variables: logged at start, not fatal.
+    warnings: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def resolved_status_topic(self) -> str:
@@ -156,13 +160,13 @@ class Settings:
 
     def public(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked, for logs and `--check`."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "origins"}
+        out = {name: getattr(self, name) for name in FIELDS}
         if out.get("mqtt_password"):
             out["mqtt_password"] = "***"
         return out
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "origins"}
+FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in ("origins", "warnings")}
 
 
 def normalize_key(key: str) -> str:
@@ -214,15 +218,20 @@ def coerce(name: str, value: Any, where: str) -> Any:
 
 
 def _apply(values: dict[str, Any], source: Mapping[str, Any], where: str, origin: str,
-           origins: dict[str, str]) -> None:
+           origins: dict[str, str], unknown: list[str] | None = None) -> None:
     for raw_key, value in source.items():
         key = normalize_key(str(raw_key))
+        key = ALIASES.get(key, key)
         if origin == "greengrass" and key in GREENGRASS_ONLY:
             continue
         if key not in FIELDS:
             close = difflib.get_close_matches(key, FIELDS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"unknown setting {raw_key!r} in {where}{hint}: remove it or fix its name")
+            message = f"unknown setting {raw_key!r} in {where}{hint}: remove it or fix its name"
+            if unknown is not None:
+                unknown.append(message)  # the environment holds other programs' variables too
+                continue
+            raise ConfigError(message)
         values[key] = coerce(key, value, where)
         origins[key] = origin
 
@@ -299,12 +308,14 @@ def load_settings(config_path: str | os.PathLike | None = None, *,
             if key in NOT_SETTINGS:
                 continue
             env_values[key] = value
+    warnings: list[str] = []
     for key, value in env_values.items():
-        _apply(values, {key: value}, f"environment variable {ENV_PREFIX}{key}", "env", origins)
+        _apply(values, {key: value}, f"environment variable {ENV_PREFIX}{key}", "env", origins, warnings)
     if overrides:
         _apply(values, dict(overrides), "the command line", "cli", origins)
     settings = Settings(**values)
     settings.origins = {name: origins.get(name, "default") for name in FIELDS}
+    settings.warnings = warnings
     if config_path is not None:
         # Relative paths in a config file are relative to the file, not to wherever the agent started.
         base = Path(config_path).expanduser().resolve().parent

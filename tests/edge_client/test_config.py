@@ -68,6 +68,7 @@ def test_yaml_file(tmp_path):
     ({"source": "/i"}, {}, "model_dir is not set"),
     ({"model_dir": "/m"}, {}, "source is not set"),
     (BASE, {"EDGE_CLIENT_LOOP": "perhaps"}, "EDGE_CLIENT_LOOP"),
+    ({**BASE, "greengrass_thing": 1}, {}, "unknown setting"),
     (BASE, {"EDGE_CLIENT_MQTT_PORT": "70000"}, "mqtt_port"),
     (BASE, {"EDGE_CLIENT_TOPIC": "a/+/b"}, "wildcards"),
     (BASE, {"EDGE_CLIENT_CONFIG_JSON": "{oops"}, "EDGE_CLIENT_CONFIG_JSON"),
@@ -117,3 +118,16 @@ def test_cli_bad_config_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     assert len(lines) == 1 and "thresold" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_sandbox_environment_names_the_device():
+    """The sandbox's core device sets EDGE_CLIENT_DEVICE_NAME; Greengrass sets AWS_IOT_THING_NAME."""
+    env = {"EDGE_CLIENT_MODEL_DIR": "/m", "EDGE_CLIENT_SOURCE": "/i", "EDGE_CLIENT_DEVICE_NAME": "thing-7"}
+    assert load_settings(None, environ=env).device == "thing-7"
+
+
+def test_unknown_environment_variable_is_a_warning_not_fatal():
+    env = {"EDGE_CLIENT_MODEL_DIR": "/m", "EDGE_CLIENT_SOURCE": "/i", "EDGE_CLIENT_TRESHOLD": "0.9"}
+    s = load_settings(None, environ=env)
+    assert s.threshold == 0.3
+    assert len(s.warnings) == 1 and "did you mean threshold" in s.warnings[0]
