@@ -97,6 +97,9 @@ class PackageSpec:
         if self.images_dir is not None and not Path(self.images_dir).is_dir():
             raise ConfigError(f"images_dir {self.images_dir} is not a directory.")
         settings = {**DEFAULT_SETTINGS, **self.settings}
+        if not settings.get("source") and self.images_dir is None:
+            raise ConfigError("The edge client needs images: pass images_dir (--images DIR) to ship sample images, "
+                              "or set source (--set source=camera:0 or a folder on the device).")
         if not 0 <= float(settings["threshold"]) <= 1:
             raise ConfigError(f"threshold {settings['threshold']} must be between 0 and 1 (the runbook's is 0.3).")
         if int(settings["top_k"]) < 1:

@@ -138,7 +138,9 @@ def test_versions_bump_and_bad_specs(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "model.onnx").write_bytes(b"x")
     with pytest.raises(ConfigError, match="threshold"):
-        pk.PackageSpec(tmp_path / "m", settings={"threshold": 3}).validate()
+        pk.PackageSpec(tmp_path / "m", settings={"threshold": 3, "source": "camera:0"}).validate()
+    with pytest.raises(ConfigError, match="images"):
+        pk.PackageSpec(tmp_path / "m").validate()
 
 
 def test_deploy_follow_rollback_and_fleet(sandbox, stack, published):
@@ -149,9 +151,30 @@ def test_deploy_follow_rollback_and_fleet(sandbox, stack, published):
     v1 = {pk.MODEL_COMPONENT: first["model"]["version"], pk.APP_COMPONENT: first["app"]["version"]}
     v2 = {pk.MODEL_COMPONENT: second["model"]["version"], pk.APP_COMPONENT: second["app"]["version"]}
 
+    # Watch the runbook's topic while the first deployment lands: the device's edge client must
+    # classify the shipped images and publish top-5 predictions there.
+    from actions.messages.prediction import PREDICTION_TOPIC, parse_prediction
+    from actions.mqtt import open_transport
+    from actions.mqtt.base import MqttSettings
+
+    received = []
+    watcher = open_transport(MqttSettings(host=sandbox.broker.host, port=sandbox.broker.port,
+                                          client_id=f"watch-{UID}"), kind="mqtt")
+    watcher.connect()
+    watcher.subscribe(PREDICTION_TOPIC, lambda topic, payload: received.append(parse_prediction(payload)))
     dep1 = deploy.create(ctx, GROUP, v1, merge={pk.APP_COMPONENT: {"threshold": 0.2}})
     events = list(deploy.follow(ctx, dep1, timeout=120))
     assert events[-1].state == DONE and events[-1].data["devices"] == {device: "SUCCEEDED"}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not [p for p in received if p.device == device]:
+        time.sleep(0.2)
+    watcher.close()
+    mine = [p for p in received if p.device == device]
+    assert mine, "no prediction from the deployed edge client"
+    assert all(1 <= len(p.results) <= 5 for p in mine)
+    # The deployment's configuration merge (threshold 0.2 instead of the recipe's 0.3) reached the client.
+    assert all(score >= 20.0 for p in mine for _, score in p.results)
+    assert "0.2 or above" in mine[0].description
     assert [e.data["status"] for e in events if e.step == device][-1] == "SUCCEEDED"
     sent = deploy.get(ctx, dep1)["components"][pk.APP_COMPONENT]["configurationUpdate"]["merge"]
     assert json.loads(sent) == {"threshold": 0.2}

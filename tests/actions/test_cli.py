@@ -1,0 +1,110 @@
+"""The headless CLI: real subcommands against a real server, JSON output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from actions.cli import main
+
+from .conftest import reset
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_setup_plan_apply_destroy_json(moto_url, tmp_path, capsys):
+    reset(moto_url)
+    common = ["--sandbox", moto_url, "--state-dir", str(tmp_path), "--stack", "cli", "--json"]
+    assert main(["setup", "plan", *common]) == 0
+    (plan,) = _json_lines(capsys.readouterr().out)
+    assert [c["action"] for c in plan["result"]] == ["create"] * 8
+    assert main(["setup", "apply", *common]) == 0
+    lines = _json_lines(capsys.readouterr().out)
+    assert lines[-2]["event"]["state"] == "done" and lines[-2]["event"]["percent"] == 100.0
+    result = lines[-1]["result"]
+    assert result["instances"][0]["state"] == "running" and result["hourly_price_usd"] == 0.085
+    assert main(["setup", "destroy", *common]) == 0  # without --yes: shows, removes nothing
+    (shown,) = _json_lines(capsys.readouterr().out)
+    assert {c["step"] for c in shown["result"] if c["action"] == "delete"} >= {"instance", "bucket", "iam-role"}
+    assert main(["setup", "destroy", "--yes", *common]) == 0
+    capsys.readouterr()
+    assert main(["setup", "plan", *common]) == 0
+    assert all(c["action"] == "create" for c in _json_lines(capsys.readouterr().out)[0]["result"])
+
+
+def test_setup_plan_text_shows_documents_and_price(moto_url, tmp_path, capsys):
+    reset(moto_url)
+    assert main(["setup", "plan", "--sandbox", moto_url, "--state-dir", str(tmp_path), "--preset", "runbook"]) == 0
+    out = capsys.readouterr().out
+    assert "AmazonS3FullAccess" in out and "sts:AssumeRole" in out and "USD 0.085/hour" in out
+    assert "plan: 8 to create" in out
+
+
+@pytest.mark.parametrize("argv, code, words", [
+    (["setup", "plan", "--thing-name", "MyThing"], 2, "thing_name"),
+    (["setup", "launch"], 2, "invalid choice"),
+    (["deploy", "--component", "nameonly"], 2, "NAME=VERSION"),
+    (["compile", "--model", "/no/such/model.tar.gz", "--input", '{"input0": [1, 3, 224, 224]}'], 2, "does not exist"),
+    (["compile", "--model", "x.tar.gz", "--input", "{oops"], 2, "not valid JSON"),
+    (["package", "--artifact", "/no/such/dir"], 2, "compile first"),
+    (["package", "--artifact", "."], 2, "--images"),
+])
+def test_mistakes_are_one_line_without_traceback(moto_url, tmp_path, capsys, argv, code, words):
+    reset(moto_url)
+    assert main([*argv, "--sandbox", moto_url, "--state-dir", str(tmp_path)]) == code
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_missing_resources_are_typed_errors_with_a_hint(moto_url, tmp_path, capsys):
+    reset(moto_url)
+    assert main(["fleet", "--group", "nogroup", "--sandbox", moto_url, "--state-dir", str(tmp_path), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["error"]["type"] == "NotFound"
+    assert "setup apply" in captured.err
+
+
+def test_unreachable_endpoint_says_so(tmp_path, capsys):
+    assert main(["fleet", "--sandbox", "http://127.0.0.1:9", "--state-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot be reached" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_edge_console_dispatcher_routes_here(moto_url, tmp_path):
+    reset(moto_url)
+    proc = subprocess.run([sys.executable, "-m", "tui.main", "setup", "plan", "--sandbox", moto_url,
+                           "--state-dir", str(tmp_path), "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["result"]) == 8
+
+
+def test_package_deploy_fleet_logs_through_the_cli(sandbox, model_dir, sample_images, tmp_path, capsys):
+    uid = uuid.uuid4().hex[:6]
+    group, device = f"cli-{uid}", f"cli-dev-{uid}"
+    common = ["--sandbox", str(sandbox.state_dir), "--state-dir", str(tmp_path), "--stack", f"cli{uid}", "--json"]
+    bucket = f"edge-console-cli-{uid}"
+    sandbox.client("s3").create_bucket(Bucket=bucket)
+    sandbox.add_device(device, group)
+    images = str(next(iter(sample_images.values())).parent)
+    assert main(["package", "--artifact", str(model_dir), "--bucket", bucket, "--python", sys.executable, "--images", images,
+                 "--model-component", f"cli.Model{uid}", "--app-component", f"cli.App{uid}", *common]) == 0
+    result = _json_lines(capsys.readouterr().out)[-1]["result"]
+    assert result["model"]["version"] == "1.0.0" and result["app"]["state"] == "DEPLOYABLE"
+    assert main(["deploy", "--group", group, "--model-component", f"cli.Model{uid}",
+                 "--app-component", f"cli.App{uid}", "--set", "threshold=0.25", "--timeout", "120", *common]) == 0
+    lines = _json_lines(capsys.readouterr().out)
+    assert lines[-1]["result"]["devices"] == {device: "SUCCEEDED"}
+    assert main(["fleet", "--group", group, "--details", *common]) == 0
+    (fleet,) = _json_lines(capsys.readouterr().out)
+    (row,) = fleet["result"]
+    assert row["name"] == device and {c["name"] for c in row["components"]} >= {f"cli.Model{uid}", f"cli.App{uid}"}
+    assert main(["logs", device, "greengrass", "--lines", "5", *common]) == 0
+    (logs,) = _json_lines(capsys.readouterr().out)
+    assert 0 < len(logs["result"]) <= 5
+    sandbox.remove_device(device)
