@@ -68,7 +68,7 @@ def _naive_app(host: str, port: int):
 
     from actions.errors import MessageError
     from actions.messages.prediction import PREDICTION_TOPIC, parse_prediction
-    from tui.mqtt_link import BrokerSubscription
+    from tui.mqtt_link import broker_subscriber
 
     class NaiveLive(App):
         def compose(self):
@@ -80,7 +80,7 @@ def _naive_app(host: str, port: int):
             t = self.query_one(DataTable)
             for column in ("device", "top-1", "score", "seq"):
                 t.add_column(column, key=column)
-            self.sub = BrokerSubscription(host, port, PREDICTION_TOPIC, self._message)
+            self.sub = broker_subscriber(host, port)(PREDICTION_TOPIC, self._message)
 
         def _message(self, topic, payload):
             if self.closing:

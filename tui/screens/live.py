@@ -215,7 +215,7 @@ class LiveScreen(ConsoleScreen):
                 state = sub.status()
                 if state != getattr(self, "_last_state", None):
                     self._last_state = state
-                    self.status(state, error=state.startswith(("disconnected", "broker", "message")))
+                    self.status(state, error=state.startswith(("disconnected", "message")))
 
     def _relist(self) -> None:
         keys = sorted(self.rows)
