@@ -81,7 +81,7 @@ class Context:
         session = boto3.Session(region_name=region, **SANDBOX_KEYS)
         return cls(session=session, region=region, endpoint_url=endpoint_url.rstrip("/"), stack=stack,
                    state_dir=Path(state_dir) if state_dir else default_state_dir(),
-                   retries={"max_attempts": 1, "mode": "standard"},
+                   retries={"total_max_attempts": 1, "mode": "standard"},  # one attempt: see module doc
                    sandbox_state_dir=Path(sandbox_state_dir) if sandbox_state_dir else None)
 
     @classmethod

@@ -60,15 +60,23 @@ def _tail_lines(data: bytes, lines: int) -> list[str]:
     return out[-lines:] if lines > 0 else out
 
 
-def fetch(ctx: Context, device: str, component: str, *, lines: int = 100, instance_id: str | None = None) -> list[str]:
+def _use_files(ctx: Context, via: str) -> bool:
+    if via not in ("auto", "files", "ssm"):
+        raise ConfigError(f"via {via!r} must be auto, files or ssm.")
+    return via == "files" or (via == "auto" and ctx.is_sandbox)
+
+
+def fetch(ctx: Context, device: str, component: str, *, lines: int = 100, instance_id: str | None = None,
+          via: str = "auto") -> list[str]:
     """The last `lines` lines of a component's log on a device.
 
     Args:
         device: the core device (thing) name.
         component: the component name, or "greengrass" for the nucleus's log.
         instance_id: AWS only: the EC2 instance to ask (default: the stack's edge server).
+        via: "files" (sandbox device folders), "ssm" (Run Command), or "auto" (files in the sandbox).
     """
-    if ctx.is_sandbox:
+    if _use_files(ctx, via):
         path = log_file(ctx, device, component)
         with path.open("rb") as f:
             f.seek(max(0, path.stat().st_size - 256 * 1024))  # the tail is enough for `lines` lines
@@ -79,13 +87,13 @@ def fetch(ctx: Context, device: str, component: str, *, lines: int = 100, instan
 
 
 def follow(ctx: Context, device: str, component: str, *, lines: int = 20, poll: float | None = None,
-           stop: threading.Event | None = None, instance_id: str | None = None) -> Iterator[str]:
+           stop: threading.Event | None = None, instance_id: str | None = None, via: str = "auto") -> Iterator[str]:
     """Yield the last `lines` lines, then every new line as it is written, until `stop` is set.
 
     A log that is rotated or truncated is read again from its start.
     """
     stop = stop or threading.Event()
-    if ctx.is_sandbox:
+    if _use_files(ctx, via):
         path = log_file(ctx, device, component)
         poll = 0.2 if poll is None else poll
         yield from fetch(ctx, device, component, lines=lines)
@@ -108,7 +116,7 @@ def follow(ctx: Context, device: str, component: str, *, lines: int = 20, poll: 
     instance = instance_id or edge_server(ctx)
     poll = 5.0 if poll is None else poll
     path = f"{GG_LOGS}/{component}.log"
-    yield from fetch(ctx, device, component, lines=lines, instance_id=instance)
+    yield from fetch(ctx, device, component, lines=lines, instance_id=instance, via="ssm")
     offset = _remote_size(ctx, instance, path)
     while not stop.wait(poll):
         out = run_command(ctx, instance, f'f={path}; s=$(stat -c %s "$f" 2>/dev/null || echo 0); '
