@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from tests.tui.helpers import Publisher, payload, screen_text, sync
+from tests.tui.helpers import Publisher, payload, screen_text, sync, wait_for
 from tui.app import make_app
 from tui.mqtt_link import broker_subscriber
 from tui.widgets.virtual_list import VirtualList
-
-
-async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
-    """Let the app run until `predicate()` is true (messages cross a real broker)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError("timed out waiting for the screen to update")
-        await pilot.pause(0.05)
-
-
 
 
 @pytest.fixture

@@ -41,17 +41,18 @@ def pretty_payload(raw: bytes, limit: int = 20_000) -> Text:
 
 
 class TopicScreen(ModalScreen[str | None]):
-    """Ask for a new topic filter."""
+    """Ask for one value (a topic filter, a group name)."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, current: str) -> None:
+    def __init__(self, current: str, prompt: str = "Subscribe to topic filter (+ and # wildcards):") -> None:
         super().__init__()
         self.current = current
+        self.prompt = prompt
 
     def compose(self) -> ComposeResult:
         with Vertical(id="topic-dialog", classes="dialog"):
-            yield Static("Subscribe to topic filter (+ and # wildcards):", classes="title")
+            yield Static(self.prompt, classes="title")
             yield Input(self.current, id="topic-input")
             yield Static("Enter subscribes, Escape cancels", classes="hint")
 
