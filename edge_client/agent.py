@@ -129,9 +129,17 @@ class Metrics:
 class Sender(threading.Thread):
     """Moves messages from the outbox to the transport and removes them when acknowledged.
 
-    At most `window` messages are with the transport at once, and new ones are handed over only
-    while it is connected, so a long outage fills the outbox on disk, not memory.
+    Two ways in, one order: the producer hands over a row it has just committed (`offer`) when
+    nothing older is waiting, which spares a thread hop per message; otherwise this thread reads the
+    backlog from the outbox (a previous run's rows, everything stored during an outage). Whoever
+    hands rows over holds `_hand`, and `_cursor` is the last seq handed over, so order holds.
+
+    At most `window` messages are with the transport at once, and rows are handed over only while
+    it is connected, so a long outage fills the outbox on disk, not memory. Acknowledged rows are
+    deleted in batches.
     """
+
+    ACK_BATCH_SECONDS = 0.02
 
     def __init__(self, outbox: Outbox, transport, window: int = 100):
         super().__init__(name="sender", daemon=True)
@@ -139,9 +147,13 @@ class Sender(threading.Thread):
         self.transport = transport
         self.window = max(1, window)
         self._wake = threading.Event()
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._hand = threading.Lock()
+        self._cursor = 0
+        self._acked: list[int] = []  # appended on the network thread (list.append is atomic)
+        self._failed: queue.SimpleQueue = queue.SimpleQueue()
         self._inflight: dict[int, Any] = {}
-        self._retry: list[tuple[float, int, int]] = []  # (due, seq, attempt)
+        self._retry: list[tuple[float, int]] = []  # (due, seq)
+        self._attempts: dict[int, int] = {}
         self._stopping = threading.Event()
         self._closing = False
         self._drained = threading.Event()
@@ -153,64 +165,86 @@ class Sender(threading.Thread):
         """New rows in the outbox, or the connection changed."""
         self._wake.set()
 
-    def _on_done(self, seq: int, fut) -> None:
-        # Runs on the transport's network thread: hand over and get out.
-        self._done.put((seq, fut))
+    def offer(self, seq: int, topic: str, payload: bytes, qos: int = 1) -> None:
+        """The producer's fast path for a row it has just committed to the outbox."""
+        if self.transport.connected and not self._stopping.is_set():
+            with self._hand:
+                if self._cursor == seq - 1 and len(self._inflight) < self.window and not self._retry:
+                    self._send(seq, topic, payload, qos)
+                    self._cursor = seq
+                    return
         self._wake.set()
 
-    def run(self) -> None:
-        cursor = 0
-        attempts: dict[int, int] = {}
+    def _on_done(self, seq: int, fut) -> None:
+        # Runs on the transport's network thread: account and get out; deletes happen in batches.
+        self._inflight.pop(seq, None)
+        if fut.exception() is None:
+            self._acked.append(seq)
+            if self._stopping.is_set():
+                self._wake.set()
+        else:
+            self._failed.put((seq, fut.exception()))
+            self._wake.set()
+
+    def _send(self, seq: int, topic: str, payload: bytes, qos: int) -> None:
+        fut = self.transport.publish(topic, payload, qos=qos)
+        self._inflight[seq] = fut
+        fut.add_done_callback(lambda f, s=seq: self._on_done(s, f))
+
+    def _flush_acks(self) -> None:
+        if self._acked:
+            acked, self._acked = self._acked, []
+            self.outbox.ack(acked)
+            self.acked += len(acked)
+            for seq in acked:
+                self._attempts.pop(seq, None)
+
+    def _note_failures(self) -> None:
         while True:
-            acked = []
-            while True:
-                try:
-                    seq, fut = self._done.get_nowait()
-                except queue.Empty:
-                    break
-                self._inflight.pop(seq, None)
-                exc = fut.exception()
-                if exc is None:
-                    acked.append(seq)
-                    attempts.pop(seq, None)
-                elif not self._closing:
-                    # Refused or failed: it stays in the outbox and is retried with a backoff.
-                    n = attempts.get(seq, 0) + 1
-                    attempts[seq] = n
-                    self.failures += 1
-                    self.last_error = clean_text(exc)
-                    self._retry.append((time.monotonic() + min(60.0, 2.0 ** n), seq, n))
-                    log.warning("message %d not acknowledged (%s); retrying", seq, self.last_error)
-            if acked:
-                self.outbox.ack(acked)
-                self.acked += len(acked)
+            try:
+                seq, exc = self._failed.get_nowait()
+            except queue.Empty:
+                return
+            if self._closing:
+                continue  # closed under it: the row stays in the outbox for the next start
+            # Refused or failed: it stays in the outbox and is retried with a backoff.
+            n = self._attempts.get(seq, 0) + 1
+            self._attempts[seq] = n
+            self.failures += 1
+            self.last_error = clean_text(exc)
+            self._retry.append((time.monotonic() + min(60.0, 2.0 ** n), seq))
+            log.warning("message %d not acknowledged (%s); retrying", seq, self.last_error)
+
+    def run(self) -> None:
+        while True:
+            self._note_failures()
+            self._flush_acks()
             if self._stopping.is_set() and not self._inflight and (self.outbox.depth == 0 or self._closing):
+                self._flush_acks()
                 self._drained.set()
-                if self._closing or self.outbox.depth == 0:
-                    return
+                return
             if self.transport.connected and not self._closing:
-                now = time.monotonic()
-                due = [r for r in self._retry if r[0] <= now]
-                if due:
-                    self._retry = [r for r in self._retry if r[0] > now]
-                    for _due, seq, _n in due:
-                        rows = self.outbox.peek(after=seq - 1, limit=1)
-                        if rows and rows[0].seq == seq and seq not in self._inflight:
-                            self._send(rows[0])
-                room = self.window - len(self._inflight)
-                if room > 0:
-                    rows = self.outbox.peek(after=cursor, limit=room)
-                    for row in rows:
-                        self._send(row)
-                    if rows:
-                        cursor = rows[-1].seq
-            self._wake.wait(0.5)
+                with self._hand:
+                    self._send_backlog()
+            self._wake.wait(self.ACK_BATCH_SECONDS if self._inflight or self._acked else 0.5)
             self._wake.clear()
 
-    def _send(self, row) -> None:
-        fut = self.transport.publish(row.topic, row.payload, qos=row.qos)
-        self._inflight[row.seq] = fut
-        fut.add_done_callback(lambda f, s=row.seq: self._on_done(s, f))
+    def _send_backlog(self) -> None:
+        now = time.monotonic()
+        if self._retry:
+            due = [r for r in self._retry if r[0] <= now]
+            self._retry = [r for r in self._retry if r[0] > now]
+            for _due, seq in due:
+                rows = self.outbox.peek(after=seq - 1, limit=1)
+                if rows and rows[0].seq == seq and seq not in self._inflight:
+                    self._send(seq, rows[0].topic, rows[0].payload, rows[0].qos)
+        room = self.window - len(self._inflight)
+        if room > 0:
+            rows = self.outbox.peek(after=self._cursor, limit=room)
+            for row in rows:
+                self._send(row.seq, row.topic, row.payload, row.qos)
+            if rows:
+                self._cursor = rows[-1].seq
 
     @property
     def inflight(self) -> int:
@@ -257,6 +291,9 @@ class Agent:
         self._config_mtime = self._mtime(config_path)
         self._print_lock = threading.Lock()
         self._settings_lock = threading.Lock()
+        # For benchmarks: when the first image was taken and when the outbox was drained at the end.
+        self.first_image_at: float | None = None
+        self.drained_at: float | None = None
 
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod
@@ -484,6 +521,8 @@ class Agent:
         self._note_error(f"{clean_text(name, 120)}: {clean_text(why)}")
 
     def _on_connection_change(self, up: bool, reason: str | None) -> None:
+        if self.state == "stopped":
+            return  # our own clean disconnect at the end
         if up:
             log.info("connected to %s", self.transport.describe())
         else:
@@ -504,6 +543,8 @@ class Agent:
             if now < next_due and self.stop_event.wait(next_due - now):
                 return False
             next_due = max(next_due + s.period, time.monotonic()) if s.period else 0.0
+            if self.first_image_at is None:
+                self.first_image_at = time.perf_counter()
             model = self.model  # one reference per image: a swap lands between two images
             try:
                 result = model.classify(image.data, top_k=s.top_k, threshold=s.threshold)
@@ -520,8 +561,8 @@ class Agent:
                 return built[0]
 
             dropped_before = self.outbox.dropped
-            self.outbox.append(s.topic, make)
-            self.sender.wake()
+            seq = self.outbox.append(s.topic, make)
+            self.sender.offer(seq, s.topic, built[0])
             self.metrics.record(result.preprocess_ms, result.inference_ms)
             if self.outbox.dropped != dropped_before:
                 if dropped_before == 0 or self.outbox.dropped // 1000 != dropped_before // 1000:
@@ -545,6 +586,8 @@ class Agent:
                 drained = self.sender.drain(s.drain_timeout)
             else:
                 drained = self.outbox.depth == 0
+            if drained:
+                self.drained_at = time.perf_counter()
             self.sender.stop()
             left = self.outbox.depth
             if drained or not left:

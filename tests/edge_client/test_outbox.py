@@ -116,3 +116,14 @@ def test_unwritable_location_is_a_config_error(tmp_path):
 def test_limit_must_be_positive(tmp_path):
     with pytest.raises(ConfigError, match="outbox_max_messages"):
         Outbox(tmp_path / "o.sqlite", max_messages=0)
+
+
+def test_one_agent_per_outbox(tmp_path):
+    """A second process on the same outbox would reuse sequence numbers: it is refused."""
+    path = tmp_path / "o.sqlite"
+    with Outbox(path) as box:
+        box.append("t", _payload)
+        code = f"from edge_client.outbox import Outbox; Outbox({str(path)!r})"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=60)
+        assert proc.returncode != 0 and "in use by another edge-client" in proc.stderr

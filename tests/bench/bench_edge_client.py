@@ -1,0 +1,239 @@
+"""Edge client: end-to-end images/s to acknowledged publish, publish overhead, agent memory growth.
+
+All against a real mosquitto on loopback (or amqtt when mosquitto is missing) started here, and
+the fixture model. Baselines are measured in the same process, before and after the measure they
+are compared with, so load from elsewhere on the machine falls on both:
+
+- end to end: `edge-client run` in this process (files read from disk, classify, outbox, QoS 1
+  publish, PUBACK, outbox delete) against `classify()` alone on the same images held in memory;
+- publishing: the agent's path without the model (outbox append, sender, paho transport, PUBACK,
+  outbox delete) against a bare paho loop publishing the same payload at QoS 1 and waiting for
+  every PUBACK;
+- memory: the agent as a child process, its peak RSS (VmHWM) after 1,000 and after 10,000 images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+E2E_IMAGES = 600
+PUBLISH_MESSAGES = 5000
+MEMORY_IMAGES = (1_000, 10_000)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _classify_rate(model, blobs, n: int) -> float:
+    start = time.perf_counter()
+    for i in range(n):
+        model.classify(blobs[i % len(blobs)], top_k=5, threshold=0.3)
+    return n / (time.perf_counter() - start)
+
+
+def _agent_settings(work: Path, broker, model_dir: Path, images: Path, **kw):
+    from edge_client.config import load_settings
+
+    cfg = dict(device="bench", model_dir=str(model_dir), source=str(images), loop=True, interval=0,
+               mqtt_host=broker.host, mqtt_port=broker.port, topic=f"bench/{uuid.uuid4().hex}",
+               status_interval=5, outbox_path=str(work / f"outbox-{uuid.uuid4().hex[:6]}.sqlite"),
+               log_predictions=False, exit_when_done=True, drain_timeout=60, threads=1)
+    cfg.update(kw)
+    path = work / "bench.json"
+    path.write_text(json.dumps(cfg))
+    return load_settings(path, environ={})
+
+
+def _end_to_end(report, work: Path, broker, model_dir: Path, images: Path) -> None:
+    import logging
+
+    from actions.inference import load_model
+    from edge_client.agent import Agent, setup_logging
+
+    blobs = [p.read_bytes() for p in sorted(images.iterdir())]
+    model = load_model(model_dir, threads=1)
+    _classify_rate(model, blobs, 30)  # warm-up
+    before = _classify_rate(model, blobs, E2E_IMAGES // 2)
+    setup_logging("warning")
+    agent = Agent(_agent_settings(work, broker, model_dir, images, max_images=E2E_IMAGES))
+    code = agent.run()
+    logging.getLogger("edge-client").setLevel("INFO")
+    if code != 0 or agent.drained_at is None:
+        raise RuntimeError(f"agent exited {code} without draining its outbox")
+    e2e = E2E_IMAGES / (agent.drained_at - agent.first_image_at)
+    after = _classify_rate(model, blobs, E2E_IMAGES // 2)
+    baseline = (before + after) / 2
+    report("classify alone (decode+preprocess+infer, 1 thread)", baseline, "images/s")
+    ratio = e2e / baseline
+    report("end to end: files -> acknowledged publish", e2e, "images/s", ratio, ">= 0.8x", ratio >= 0.8)
+
+
+def _payload() -> bytes:
+    from actions.inference.classifier import Classification, Label
+    from actions.messages.prediction import build_prediction, encode
+
+    result = Classification((Label("tabby, tabby cat", 0.8341, 281), Label("tiger cat", 0.1, 282),
+                             Label("Egyptian cat", 0.04, 285), Label("lynx, catamount", 0.01, 287),
+                             Label("Persian cat", 0.005, 283)), 1.2, 9.8)
+    return encode(build_prediction(result, device="bench", model_name="efficientnet-lite0",
+                                   model_version="1.0.0", seq=123456, top_k=5, threshold=0.0,
+                                   source="chelsea.jpg"))
+
+
+def _bare_paho_rate(broker, payload: bytes, n: int, inflight: int) -> float:
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bare-{uuid.uuid4().hex[:6]}")
+    client.max_inflight_messages_set(inflight)
+    client.max_queued_messages_set(0)
+    done = threading.Event()
+    acked = [0]
+
+    def on_publish(c, u, mid, rc, props=None):
+        acked[0] += 1
+        if acked[0] == n:
+            done.set()
+
+    client.on_publish = on_publish
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        start = time.perf_counter()
+        for _ in range(n):
+            client.publish("bench/bare", payload, qos=1)
+        if not done.wait(120):
+            raise RuntimeError(f"bare paho: only {acked[0]} of {n} acknowledged")
+        return n / (time.perf_counter() - start)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def _agent_publish_rate(work: Path, broker, payload: bytes, n: int, inflight: int) -> float:
+    from actions.mqtt import MqttSettings, open_transport
+    from edge_client.agent import Sender
+    from edge_client.outbox import Outbox
+
+    outbox = Outbox(work / f"pub-{uuid.uuid4().hex[:6]}.sqlite")
+    transport = open_transport(MqttSettings(transport="mqtt", host=broker.host, port=broker.port,
+                                            max_inflight=inflight))
+    transport.connect(timeout=10)
+    sender = Sender(outbox, transport, window=inflight)
+    sender.start()
+    try:
+        start = time.perf_counter()
+        for _ in range(n):  # what the agent's classify loop does with each prediction
+            seq = outbox.append("bench/agent", lambda seq: payload)
+            sender.offer(seq, "bench/agent", payload)
+        if not sender.drain(120):
+            raise RuntimeError(f"agent path: {outbox.depth} of {n} never acknowledged")
+        return n / (time.perf_counter() - start)
+    finally:
+        sender.stop()
+        transport.close()
+        outbox.close()
+
+
+def _publishing(report, work: Path, broker) -> None:
+    payload = _payload()
+    inflight = 100
+    _bare_paho_rate(broker, payload, 500, inflight)  # warm-up
+    rates_bare, rates_agent = [], []
+    for _ in range(3):  # interleaved rounds
+        rates_bare.append(_bare_paho_rate(broker, payload, PUBLISH_MESSAGES, inflight))
+        rates_agent.append(_agent_publish_rate(work, broker, payload, PUBLISH_MESSAGES, inflight))
+    bare, agent = sum(rates_bare) / 3, sum(rates_agent) / 3
+    report(f"bare paho QoS 1 publish loop ({len(payload)} B)", bare, "msg/s")
+    report("agent publish path (outbox -> PUBACK -> delete)", agent, "msg/s", agent / bare, ">= 0.9x",
+           agent / bare >= 0.9)
+    report("  overhead per message", (1 / agent - 1 / bare) * 1e6, "us")
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc (Linux only)")
+
+
+def _memory(report, work: Path, broker, model_dir: Path, images: Path) -> None:
+    from tests.edge_client.helpers import agent_env
+
+    low, high = MEMORY_IMAGES
+    topic = f"bench/{uuid.uuid4().hex}"
+    status_topic = f"bench-status/{uuid.uuid4().hex}/{{device}}"
+    cfg = dict(device="bench-mem", model_dir=str(model_dir), source=str(images), loop=True, interval=0,
+               mqtt_host=broker.host, mqtt_port=broker.port, topic=topic, status_topic=status_topic,
+               status_interval=0.2, outbox_path=str(work / "mem-outbox.sqlite"), log_predictions=False,
+               max_images=high, threads=1)
+    path = work / "mem.json"
+    path.write_text(json.dumps(cfg))
+    import paho.mqtt.client as mqtt
+
+    from actions.messages.status import parse_status
+
+    seen = {"images": 0}
+    cond = threading.Condition()
+
+    def on_message(c, u, msg):
+        with cond:
+            seen["images"] = parse_status(msg.payload).images
+            cond.notify_all()
+
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    watcher.on_message = on_message
+    watcher.on_connect = lambda c, u, f, rc, p=None: c.subscribe(status_topic.replace("{device}", "bench-mem"))
+    watcher.connect(broker.host, broker.port)
+    watcher.loop_start()
+    proc = subprocess.Popen([sys.executable, "-m", "edge_client.cli", "run", "--config", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(ROOT),
+                            env=agent_env())
+    try:
+        def wait_images(n: int) -> None:
+            deadline = time.monotonic() + 600
+            with cond:
+                while seen["images"] < n:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"agent stopped or stalled at {seen['images']} images")
+                    cond.wait(0.5)
+
+        wait_images(low)
+        at_low = _vm_hwm_kb(proc.pid)
+        wait_images(high)
+        at_high = _vm_hwm_kb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        watcher.loop_stop()
+        watcher.disconnect()
+    report(f"agent peak RSS after {low:,} images", at_low / 1024, "MiB")
+    growth = at_high / at_low
+    report(f"agent peak RSS after {high:,} images", at_high / 1024, "MiB", growth, "<= 1.10x", growth <= 1.10)
+
+
+def run(report) -> None:
+    from fixtures.broker import start_broker
+    from fixtures.models import ensure_model, sample_images
+
+    model_dir = ensure_model() / "onnx"
+    work = Path(tempfile.mkdtemp(prefix="bench-edge-client-"))
+    images = work / "images"
+    images.mkdir()
+    for name, p in sample_images().items():
+        shutil.copy(p, images / f"{name}.jpg")
+    try:
+        with start_broker(work / "broker") as broker:
+            report(f"broker: {broker.kind}", 0, "")
+            _end_to_end(report, work, broker, model_dir, images)
+            _publishing(report, work, broker)
+            _memory(report, work, broker, model_dir, images)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
