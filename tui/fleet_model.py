@@ -27,11 +27,11 @@ class Column:
 
 
 COLUMNS = (
-    Column("name", "device", 20),
-    Column("core", "greengrass", 10),
+    Column("name", "device", 16),
+    Column("core", "greengrass", 9),
     Column("core_seen", "gg seen", 7, True),
     Column("client_seen", "msg seen", 8, True),
-    Column("version", "model", 10),
+    Column("version", "model", 8),
     Column("ips", "img/s", 6, True),
     Column("p95", "p95 ms", 7, True),
     Column("outbox", "outbox", 6, True),
