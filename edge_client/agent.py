@@ -43,6 +43,7 @@ AGENT_VERSION = "0.1.0"
 LIVE_SETTINGS = {"model_dir", "model_variant", "top_k", "threshold", "interval", "max_rate", "topic",
                  "status_interval", "log_predictions", "watch_interval", "log_level", "threads",
                  "max_images", "exit_when_done", "drain_timeout"}
+WINDOW_FACTOR = 10  # messages handed to the transport at once, per message it keeps in flight
 MIN_STATUS_GAP = 1.0  # seconds: statuses "on change" are coalesced to at most one per second
 
 
@@ -141,7 +142,7 @@ class Sender(threading.Thread):
 
     ACK_BATCH_SECONDS = 0.02
 
-    def __init__(self, outbox: Outbox, transport, window: int = 100):
+    def __init__(self, outbox: Outbox, transport, window: int = 1000):
         super().__init__(name="sender", daemon=True)
         self.outbox = outbox
         self.transport = transport
@@ -149,7 +150,8 @@ class Sender(threading.Thread):
         self._wake = threading.Event()
         self._hand = threading.Lock()
         self._cursor = 0
-        self._acked: list[int] = []  # appended on the network thread (list.append is atomic)
+        self._behind = True  # rows from a previous run may be waiting
+        self._acked: collections.deque[int] = collections.deque()  # filled on the network thread
         self._failed: queue.SimpleQueue = queue.SimpleQueue()
         self._inflight: dict[int, Any] = {}
         self._retry: list[tuple[float, int]] = []  # (due, seq)
@@ -173,6 +175,7 @@ class Sender(threading.Thread):
                     self._send(seq, topic, payload, qos)
                     self._cursor = seq
                     return
+        self._behind = True
         self._wake.set()
 
     def _on_done(self, seq: int, fut) -> None:
@@ -180,8 +183,9 @@ class Sender(threading.Thread):
         self._inflight.pop(seq, None)
         if fut.exception() is None:
             self._acked.append(seq)
-            if self._stopping.is_set():
-                self._wake.set()
+            if (self._stopping.is_set() or len(self._acked) >= 512
+                    or (self._behind and len(self._inflight) <= self.window // 2)):
+                self._wake.set()  # time to delete a batch, or room in the window for waiting rows
         else:
             self._failed.put((seq, fut.exception()))
             self._wake.set()
@@ -193,7 +197,10 @@ class Sender(threading.Thread):
 
     def _flush_acks(self) -> None:
         if self._acked:
-            acked, self._acked = self._acked, []
+            acked = []
+            pop = self._acked.popleft
+            while self._acked:  # deque append/popleft are thread-safe; no ack slips between
+                acked.append(pop())
             self.outbox.ack(acked)
             self.acked += len(acked)
             for seq in acked:
@@ -240,11 +247,14 @@ class Sender(threading.Thread):
                     self._send(seq, rows[0].topic, rows[0].payload, rows[0].qos)
         room = self.window - len(self._inflight)
         if room > 0:
+            self._behind = False
             rows = self.outbox.peek(after=self._cursor, limit=room)
             for row in rows:
                 self._send(row.seq, row.topic, row.payload, row.qos)
             if rows:
                 self._cursor = rows[-1].seq
+            if len(rows) == room:
+                self._behind = True  # there may be more than fitted
 
     @property
     def inflight(self) -> int:
@@ -497,7 +507,9 @@ class Agent:
                                  on_error=lambda name, why: self._image_error(name, why))
         except ConfigError as exc:
             return self._fatal(str(exc))
-        self.sender = Sender(self.outbox, self.transport, window=s.max_inflight)
+        # The transport keeps max_inflight on the wire and queues the rest of the window itself, so
+        # PUBACKs refill the wire without waiting for our thread.
+        self.sender = Sender(self.outbox, self.transport, window=s.max_inflight * WINDOW_FACTOR)
         self.sender.start()
         self.state = "running"
         keeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
