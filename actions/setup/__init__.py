@@ -52,7 +52,7 @@ def apply(ctx: Context, cfg: SetupConfig | None = None) -> Iterator[Progress]:
         try:
             change = step.check(t)
             if change.action == NONE:
-                yield Progress(step.key, SKIPPED, change.summary, pct)
+                yield Progress(step.key, SKIPPED, change.summary, round(100 * (n + 1) / len(steps), 1))
                 continue
             if change.action == CONFLICT:
                 raise NameConflict(f"{change.summary}: {'; '.join(change.details)}.")
@@ -84,7 +84,7 @@ def destroy(ctx: Context, cfg: SetupConfig | None = None) -> Iterator[Progress]:
         try:
             change = step.destroy_check(t)
             if change.action != DELETE:
-                yield Progress(step.key, SKIPPED, change.summary, pct)
+                yield Progress(step.key, SKIPPED, change.summary, round(100 * (n + 1) / len(steps), 1))
                 continue
             yield Progress(step.key, RUNNING, change.summary, pct)
             for event in step.destroy(t):

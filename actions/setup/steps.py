@@ -718,6 +718,88 @@ class InstanceStep(Step):
         yield from self._wait(t, ids, ("terminated",), "waiting until terminated")
 
 
+# --- what compile, package and deploy made ------------------------------------------------------
+
+
+class PublishedStep(Step):
+    """Deployments, components and compilation jobs that carry this stack's tag.
+
+    `apply` creates none of them (compile, package and deploy do); `destroy` removes them first,
+    before the role, bucket and group they depend on: deployments are canceled and deleted,
+    component versions deleted, compilation jobs deleted.
+    """
+
+    key, title = "published", "deployments, components and compilation jobs of this stack"
+
+    def _ours(self, t: Target) -> dict[str, list[str]]:
+        gg, key, value = t.ctx.client("greengrassv2"), *t.ctx.tag
+        found: dict[str, list[str]] = {"deployments": [], "components": [], "jobs": []}
+        with aws_call("list this stack's deployments"):
+            for page in gg.get_paginator("list_deployments").paginate(historyFilter="ALL"):
+                for dep in page.get("deployments", []):
+                    tags = gg.get_deployment(deploymentId=dep["deploymentId"]).get("tags") or {}
+                    if tags.get(key) == value:
+                        found["deployments"].append(dep["deploymentId"])
+        with aws_call("list this stack's components"):
+            for page in gg.get_paginator("list_components").paginate(scope="PRIVATE"):
+                for comp in page.get("components", []):
+                    if gg.list_tags_for_resource(resourceArn=comp["arn"]).get("tags", {}).get(key) != value:
+                        continue
+                    for vpage in gg.get_paginator("list_component_versions").paginate(arn=comp["arn"]):
+                        found["components"] += [v["arn"] for v in vpage.get("componentVersions", [])]
+        sm = t.ctx.client("sagemaker")
+        with aws_call("list this stack's compilation jobs"):
+            for page in sm.get_paginator("list_compilation_jobs").paginate():
+                for job in page.get("CompilationJobSummaries", []):
+                    tags = sm.list_tags(ResourceArn=job["CompilationJobArn"]).get("Tags", [])
+                    if t.ours(tags):
+                        found["jobs"].append(job["CompilationJobName"])
+        return found
+
+    def check(self, t: Target) -> Change:
+        return self.change(NONE, "made by compile, package and deploy (nothing to create here)")
+
+    def apply(self, t: Target) -> Iterator[Progress]:
+        return iter(())
+
+    def destroy_check(self, t: Target) -> Change:
+        try:
+            found = self._ours(t)
+        except AwsError as exc:
+            # A plain moto endpoint (no sandbox layer) serves neither Greengrass V2 nor compilation
+            # jobs and answers with an HTML error page; real AWS and the sandbox never answer HTML.
+            if t.ctx.is_sandbox and "<!doctype html" in str(exc).lower():
+                return self.change(NONE, "this endpoint serves no Greengrass V2 or SageMaker: nothing to remove")
+            raise
+        if not any(found.values()):
+            return self.change(NONE, "no deployments, components or compilation jobs of ours")
+        return self.change(DELETE, f"remove {len(found['deployments'])} deployments, {len(found['components'])} "
+                           f"component versions, {len(found['jobs'])} compilation jobs")
+
+    def destroy(self, t: Target) -> Iterator[Progress]:
+        gg, sm, found = t.ctx.client("greengrassv2"), t.ctx.client("sagemaker"), self._ours(t)
+        for dep_id in found["deployments"]:
+            with aws_call(f"remove the deployment {dep_id}"):
+                if gg.get_deployment(deploymentId=dep_id).get("deploymentStatus") == "ACTIVE":
+                    gg.cancel_deployment(deploymentId=dep_id)
+                gg.delete_deployment(deploymentId=dep_id)
+            yield _progress(self.key, f"deleted deployment {dep_id}")
+        for arn in found["components"]:
+            with aws_call(f"delete the component {arn}"):
+                gg.delete_component(arn=arn)
+            yield _progress(self.key, f"deleted {arn.split(':components:', 1)[-1]}")
+        for job in found["jobs"]:
+            with aws_call(f"delete the compilation job {job}"):
+                try:
+                    sm.delete_compilation_job(CompilationJobName=job)
+                except Exception as exc:
+                    # A running job must be stopped first; stop it and leave the record.
+                    if error_code(exc) not in ("ValidationException", "ConflictException"):
+                        raise
+                    sm.stop_compilation_job(CompilationJobName=job)
+            yield _progress(self.key, f"deleted compilation job {job}")
+
+
 def all_steps() -> list[Step]:
     """The plan's steps, in apply order (destroy runs them backwards)."""
     return [
@@ -733,4 +815,5 @@ def all_steps() -> list[Step]:
         BucketStep(),
         ScriptsStep(),
         InstanceStep(),
+        PublishedStep(),
     ]

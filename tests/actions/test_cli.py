@@ -23,10 +23,10 @@ def test_setup_plan_apply_destroy_json(moto_url, tmp_path, capsys):
     common = ["--sandbox", moto_url, "--state-dir", str(tmp_path), "--stack", "cli", "--json"]
     assert main(["setup", "plan", *common]) == 0
     (plan,) = _json_lines(capsys.readouterr().out)
-    assert [c["action"] for c in plan["result"]] == ["create"] * 8
+    assert [c["action"] for c in plan["result"]] == ["create"] * 8 + ["none"]
     assert main(["setup", "apply", *common]) == 0
     lines = _json_lines(capsys.readouterr().out)
-    assert lines[-2]["event"]["state"] == "done" and lines[-2]["event"]["percent"] == 100.0
+    assert lines[-2]["event"]["percent"] == 100.0 and not [x for x in lines[:-1] if x["event"]["state"] == "failed"]
     result = lines[-1]["result"]
     assert result["instances"][0]["state"] == "running" and result["hourly_price_usd"] == 0.085
     assert main(["setup", "destroy", *common]) == 0  # without --yes: shows, removes nothing
@@ -35,7 +35,7 @@ def test_setup_plan_apply_destroy_json(moto_url, tmp_path, capsys):
     assert main(["setup", "destroy", "--yes", *common]) == 0
     capsys.readouterr()
     assert main(["setup", "plan", *common]) == 0
-    assert all(c["action"] == "create" for c in _json_lines(capsys.readouterr().out)[0]["result"])
+    assert all(c["action"] == "create" for c in _json_lines(capsys.readouterr().out)[0]["result"][:8])
 
 
 def test_setup_plan_text_shows_documents_and_price(moto_url, tmp_path, capsys):
@@ -43,7 +43,7 @@ def test_setup_plan_text_shows_documents_and_price(moto_url, tmp_path, capsys):
     assert main(["setup", "plan", "--sandbox", moto_url, "--state-dir", str(tmp_path), "--preset", "runbook"]) == 0
     out = capsys.readouterr().out
     assert "AmazonS3FullAccess" in out and "sts:AssumeRole" in out and "USD 0.085/hour" in out
-    assert "plan: 8 to create" in out
+    assert "plan: 8 to create, 0 to change, 0 to delete, 1 left alone" in out
 
 
 @pytest.mark.parametrize("argv, code, words", [
@@ -81,7 +81,7 @@ def test_the_edge_console_dispatcher_routes_here(moto_url, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tui.main", "setup", "plan", "--sandbox", moto_url,
                            "--state-dir", str(tmp_path), "--json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert len(json.loads(proc.stdout)["result"]) == 8
+    assert len(json.loads(proc.stdout)["result"]) == 9
 
 
 def test_package_deploy_fleet_logs_through_the_cli(sandbox, model_dir, sample_images, tmp_path, capsys):

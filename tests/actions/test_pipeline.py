@@ -325,3 +325,40 @@ def test_edge_manager_leftovers_found_and_removed_and_ours_kept(stack, published
     assert events[-1].state == DONE
     assert not [f for f in leftovers.find(ctx, buckets=[cfg.bucket]) if UID in f.name]
     assert pk.versions(ctx, pk.APP_COMPONENT)  # ours are still there
+
+
+def test_destroy_removes_what_compile_package_and_deploy_made_for_this_stack_only(sandbox, stack, published,
+                                                                                 tmp_path):
+    other_ctx, _ = stack  # the module's stack: its components must survive
+    uid = uuid.uuid4().hex[:6]
+    ctx = Context.for_sandbox(sandbox.endpoint_url, stack=f"gone{uid}", state_dir=tmp_path,
+                              sandbox_state_dir=sandbox.state_dir)
+    cfg = setup.SetupConfig(role_name=f"GoneRole{uid}", bucket=f"edge-console-gone-{uid}",
+                            thing_group_name=f"gone-{uid}", tes_role_name=f"GoneTes{uid}",
+                            tes_role_alias_name=f"GoneAlias{uid}", instance_name=f"edge-server-{uid}")
+    list(setup.apply(ctx, cfg))
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    (artifact / "model.onnx").write_bytes(b"not really a model")
+    done = list(pk.package(ctx, pk.PackageSpec(artifact, model_component=f"gone.Model{uid}",
+                                               app_component=f"gone.App{uid}", bucket=cfg.bucket,
+                                               settings={"source": "camera:0"})))[-1].data
+    dep = deploy.create(ctx, cfg.thing_group_name, {f"gone.Model{uid}": done["model"]["version"]})
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(bad, "w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("empty"), io.BytesIO(b""))
+    with pytest.raises(CompileError):
+        list(comp.compile_with_neo(ctx, comp.NeoJob(data_input_config={"input0": [1, 3, 224, 224]}, model_tar=bad,
+                                                    bucket=cfg.bucket, role_name=cfg.role_name,
+                                                    job_name=f"gone-{uid}")))
+    (published_step,) = [c for c in setup.destroy_plan(ctx, cfg) if c.step == "published"]
+    assert published_step.action == setup.DELETE
+    assert "1 deployments, 2 component versions, 1 compilation jobs" in published_step.summary
+    events = list(setup.destroy(ctx, cfg))
+    assert [e.step for e in events if e.state == DONE][0] == "published"  # before the role and bucket
+    assert pk.versions(ctx, f"gone.Model{uid}") == [] and pk.versions(ctx, f"gone.App{uid}") == []
+    with pytest.raises(Exception):
+        ctx.client("greengrassv2").get_deployment(deploymentId=dep)
+    jobs = ctx.client("sagemaker").list_compilation_jobs(NameContains=f"gone-{uid}")["CompilationJobSummaries"]
+    assert jobs == []
+    assert pk.versions(other_ctx, pk.APP_COMPONENT)  # another stack's components are untouched
