@@ -142,6 +142,12 @@ def least_privilege(scope: Scope) -> dict[str, dict[str, Any]]:
             {"Sid": "ReadModels", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket}/models/*"},
             {"Sid": "WriteCompiledModels", "Effect": "Allow", "Action": ["s3:PutObject"],
              "Resource": f"{bucket}/compiled/*"},
+            {"Sid": "FindModelPrefixes", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+             "Resource": bucket},
+            {"Sid": "CompilationLogs", "Effect": "Allow",
+             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+             "Resource": [scope.arn("logs", "log-group:/aws/sagemaker/CompilationJobs"),
+                          scope.arn("logs", "log-group:/aws/sagemaker/CompilationJobs:log-stream:*")]},
         ]},
         "EdgeConsoleGreengrassProvisioning": {"Version": "2012-10-17", "Statement": provision},
         "GreengrassComponentAccessPolicy": {"Version": "2012-10-17", "Statement": [

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,21 @@ def test_package_deploy_fleet_logs_through_the_cli(sandbox, model_dir, sample_im
     (logs,) = _json_lines(capsys.readouterr().out)
     assert 0 < len(logs["result"]) <= 5
     sandbox.remove_device(device)
+
+
+def test_compile_local_writes_an_artifact(model_tar, tmp_path, capsys):
+    out = tmp_path / "compiled"
+    assert main(["compile", "--local", str(out), "--model", str(model_tar), "--input",
+                 '{"input0": [1, 3, 224, 224]}', "--json"]) == 0
+    result = _json_lines(capsys.readouterr().out)[-1]["result"]
+    assert Path(result["artifact_dir"]) == out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (out / "model.onnx").is_file() and manifest
+
+
+def test_compile_local_refuses_a_wrong_shape(model_tar, tmp_path, capsys):
+    assert main(["compile", "--local", str(tmp_path / "o"), "--model", str(model_tar), "--input",
+                 '{"input0": [1, 3, 224]}']) == 1
+    err = capsys.readouterr().err
+    assert "DataInputConfig" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # nothing half-written
