@@ -55,16 +55,13 @@ def sync(fn):
 
 
 def screen_text(app) -> str:
-    """What the terminal shows now, as plain text (as a person would read it)."""
-    import io
+    """What the terminal shows now, as plain text lines (as a person would read it)."""
+    from textual._compositor import visible_screen_stack
 
-    from rich.console import Console
-
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
-                      color_system=None, record=True, legacy_windows=False)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return console.export_text()
+    compositor = app.screen._compositor
+    visible_screen_stack.set(app._background_screens)
+    chops = compositor._render_chops(compositor.size.region, lambda y: True)
+    return "\n".join("".join(strip.text for strip in chop.values()) for chop in chops)
 
 
 async def wait_for(pilot, predicate, timeout: float = 10.0) -> None:
