@@ -543,53 +543,109 @@ class Agent:
             self.sender.wake()
         self._status_dirty.set()
 
+    def _prepare(self, image, model) -> tuple:
+        """Decode and preprocess one image for `model`: (image, model, tensor, ms, error)."""
+        if self.first_image_at is None:
+            self.first_image_at = time.perf_counter()
+        t0 = time.perf_counter()
+        try:
+            return image, model, model.preprocess(image.data), (time.perf_counter() - t0) * 1e3, None
+        except ImageError as exc:
+            return image, model, None, 0.0, exc
+
+    def _prepared(self, images):
+        """Images made ready for the model, in source order.
+
+        With an interval, each image is taken when it is due. Without one, the next image is read
+        and decoded on a second thread while the current one runs through the model (decoding
+        releases the GIL), which is what a device with two cores needs to keep the model busy.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        next_due = time.monotonic()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="preprocess")
+        pending = None
+        try:
+            for image in images:
+                s = self.settings
+                if s.period:
+                    if pending is not None:
+                        yield pending.result()
+                        pending = None
+                    now = time.monotonic()
+                    if now < next_due and self.stop_event.wait(next_due - now):
+                        return
+                    next_due = max(next_due + s.period, time.monotonic())
+                    yield self._prepare(image, self.model)
+                else:
+                    fut = pool.submit(self._prepare, image, self.model)
+                    if pending is not None:
+                        yield pending.result()
+                    pending = fut
+                if self.stop_event.is_set():
+                    return
+            if pending is not None:
+                yield pending.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def _classify_loop(self, images) -> bool:
         """Classify until the source ends (True) or the agent is stopped (False)."""
-        next_due = time.monotonic()
+        from actions.inference import Classification, top_k
+
         count = 0
-        for image in images:
-            if self.stop_event.is_set():
-                return False
-            s = self.settings
-            now = time.monotonic()
-            if now < next_due and self.stop_event.wait(next_due - now):
-                return False
-            next_due = max(next_due + s.period, time.monotonic()) if s.period else 0.0
-            if self.first_image_at is None:
-                self.first_image_at = time.perf_counter()
-            model = self.model  # one reference per image: a swap lands between two images
-            try:
-                result = model.classify(image.data, top_k=s.top_k, threshold=s.threshold)
-            except ImageError as exc:
-                self._image_error(image.name, str(exc))
-                continue
-
-            built: list[bytes] = []
-
-            def make(seq: int, result=result, model=model, name=image.name, s=s) -> bytes:
-                built.append(prediction_msg.encode(prediction_msg.build_prediction(
-                    result, device=s.device, model_name=model.name, model_version=model.version,
-                    seq=seq, top_k=s.top_k, threshold=s.threshold, source=name)))
-                return built[0]
-
-            dropped_before = self.outbox.dropped
-            seq = self.outbox.append(s.topic, make)
-            self.sender.offer(seq, s.topic, built[0])
-            self.metrics.record(result.preprocess_ms, result.inference_ms)
-            if self.outbox.dropped != dropped_before:
-                if dropped_before == 0 or self.outbox.dropped // 1000 != dropped_before // 1000:
-                    log.warning("outbox full (%d): dropped the oldest predictions, %d so far",
-                                self.outbox.max_messages, self.outbox.dropped)
-                self._status_dirty.set()
-            if s.log_predictions:
-                # The runbook's component printed each prediction's JSON; operators tail for it.
-                with self._print_lock:
-                    sys.stdout.write(built[0].decode("utf-8") + "\n")
-                    sys.stdout.flush()
-            count += 1
-            if s.max_images and count >= s.max_images:
-                return True
+        prepared = self._prepared(images)
+        try:
+            for image, model, tensor, pre_ms, error in prepared:
+                if self.stop_event.is_set():
+                    return False
+                if error is not None:
+                    self._image_error(image.name, str(error))
+                    continue
+                s = self.settings
+                if model is not self.model:
+                    # Swapped since this image was decoded: the new model may want other preprocessing.
+                    image, model, tensor, pre_ms, error = self._prepare(image, self.model)
+                    if error is not None:
+                        self._image_error(image.name, str(error))
+                        continue
+                t1 = time.perf_counter()
+                probs = model.infer(tensor)
+                labels = top_k(probs, model.labels, s.top_k, s.threshold)
+                result = Classification(labels, pre_ms, (time.perf_counter() - t1) * 1e3)
+                if self._handle(image, model, result, s):
+                    count += 1
+                if s.max_images and count >= s.max_images:
+                    return True
+        finally:
+            prepared.close()
         return not self.stop_event.is_set()
+
+    def _handle(self, image, model, result, s: Settings) -> bool:
+        """Store, hand over, count and print one prediction."""
+        built: list[bytes] = []
+
+        def make(seq: int, result=result, model=model, name=image.name, s=s) -> bytes:
+            built.append(prediction_msg.encode(prediction_msg.build_prediction(
+                result, device=s.device, model_name=model.name, model_version=model.version,
+                seq=seq, top_k=s.top_k, threshold=s.threshold, source=name)))
+            return built[0]
+
+        dropped_before = self.outbox.dropped
+        seq = self.outbox.append(s.topic, make)
+        self.sender.offer(seq, s.topic, built[0])
+        self.metrics.record(result.preprocess_ms, result.inference_ms)
+        if self.outbox.dropped != dropped_before:
+            if dropped_before == 0 or self.outbox.dropped // 1000 != dropped_before // 1000:
+                log.warning("outbox full (%d): dropped the oldest predictions, %d so far",
+                            self.outbox.max_messages, self.outbox.dropped)
+            self._status_dirty.set()
+        if s.log_predictions:
+            # The runbook's component printed each prediction's JSON; operators tail for it.
+            with self._print_lock:
+                sys.stdout.write(built[0].decode("utf-8") + "\n")
+                sys.stdout.flush()
+        return True
 
     def _drain_and_stop(self) -> int:
         s = self.settings
