@@ -178,10 +178,10 @@ class Outbox:
             db.execute("BEGIN IMMEDIATE")
             try:
                 removed = 0
-                for start in range(0, len(seqs), 500):
-                    chunk = seqs[start:start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    removed += db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk).rowcount
+                # Acknowledgements come in order, so a batch is mostly one run of consecutive
+                # numbers: one range delete each is far cheaper than a list of keys.
+                for lo, hi in _runs(sorted(set(seqs))):
+                    removed += db.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
                 # The counter must not fall back when the newest rows leave: keep its floor on disk.
                 db.execute("INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
                            "ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
@@ -237,3 +237,14 @@ class Outbox:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _runs(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sorted distinct numbers -> (first, last) of each run of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for seq in seqs:
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs

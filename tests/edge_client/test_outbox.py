@@ -127,3 +127,12 @@ def test_one_agent_per_outbox(tmp_path):
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=60)
         assert proc.returncode != 0 and "in use by another edge-client" in proc.stderr
+
+
+def test_ack_out_of_order_and_with_gaps(tmp_path):
+    with Outbox(tmp_path / "o.sqlite") as box:
+        for _ in range(10):
+            box.append("t", _payload)
+        assert box.ack([9, 2, 3, 7, 2]) == 4
+        assert [r.seq for r in box.peek(limit=100)] == [1, 4, 5, 6, 8, 10]
+        assert box.depth == 6
