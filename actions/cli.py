@@ -222,7 +222,7 @@ def cmd_package(args, out: Output) -> int:
                           app_component=args.app_component, model_name=args.model_name, version=args.version,
                           bump=args.bump, settings=_settings(args.set),
                           images_dir=Path(args.images) if args.images else None, python=args.python,
-                          bucket=args.bucket)
+                          command=args.client_command, bucket=args.bucket)
     last = out.events(pk.package(ctx, spec))
     data = last.data if last else {}
     out.result(data, f"{data['model']['name']} {data['model']['version']}\n{data['app']['name']} "
@@ -407,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="edge client setting (recipe default)")
     p.add_argument("--images", help="sample images to ship with the inference component")
     p.add_argument("--python", default="python3", help="interpreter on the device (default python3)")
+    p.add_argument("--client-command", help='start the client with this instead (e.g. "edge-client")')
     p.add_argument("--bucket")
     _common(p)
     p.set_defaults(run=cmd_package)

@@ -5,7 +5,9 @@ The chapter's notebook made, through Edge Manager:
   Greengrass V2 output);
 - IoT role aliases `SageMakerEdge-<device fleet>` (one per device fleet);
 - packaging outputs in S3: keys holding `-packaging-ggv2` (the job's name) or
-  `SagemakerEdgeManager`, under the output location.
+  `SagemakerEdgeManager`, under the output location;
+- deployments that still run the Edge Manager agent, the public `aws.greengrass.SageMakerEdgeManager`
+  component (the chapter's step 5 of "deploy"): removing one revises the deployment without it.
 
 Edge Manager's own APIs (device fleets, packaging jobs) no longer answer, so we look for what they
 created in the services that remain. Our own components (`com.greengrass.SageMakerEdgeManager...`,
@@ -24,6 +26,7 @@ from actions.progress import DONE, RUNNING, Progress
 COMPONENT_PREFIX = "sagemakeredgemanager"  # compared in lower case
 ROLE_ALIAS_PREFIX = "SageMakerEdge"
 KEY_MARKS = ("-packaging-ggv2", "SagemakerEdgeManager")
+AGENT_COMPONENT = "aws.greengrass.SageMakerEdgeManager"
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,9 @@ class Leftover:
     """One thing Edge Manager left.
 
     Attributes:
-        kind: "component-version", "role-alias" or "s3-object".
-        name: what to show (component@version, alias name, s3://bucket/key).
-        ref: what removal needs (version ARN, alias name, "bucket\\0key\\0versionId").
+        kind: "component-version", "role-alias", "s3-object" or "deployment".
+        name: what to show (component@version, alias name, s3://bucket/key, deployment and target).
+        ref: what removal needs (version ARN, alias name, "bucket\\0key\\0versionId", deployment ID).
     """
 
     kind: str
@@ -97,6 +100,21 @@ def _objects(ctx: Context, bucket: str) -> list[Leftover]:
     return out
 
 
+def _deployments(ctx: Context) -> list[Leftover]:
+    gg, out = ctx.client("greengrassv2"), []
+    with aws_call("list the latest deployments"):
+        for page in gg.get_paginator("list_deployments").paginate(historyFilter="LATEST_ONLY"):
+            for dep in page.get("deployments", []):
+                if dep.get("deploymentStatus") in ("CANCELED", "INACTIVE"):
+                    continue
+                full = gg.get_deployment(deploymentId=dep["deploymentId"])
+                if AGENT_COMPONENT in (full.get("components") or {}):
+                    target = full.get("targetArn", "").rsplit(":", 1)[-1]
+                    out.append(Leftover("deployment", f"{dep['deploymentId']} on {target} runs {AGENT_COMPONENT}",
+                                        dep["deploymentId"]))
+    return out
+
+
 def find(ctx: Context, *, buckets: list[str] | None = None) -> list[Leftover]:
     """Every Edge Manager leftover: components, role aliases, and packaging outputs in `buckets`.
 
@@ -104,10 +122,23 @@ def find(ctx: Context, *, buckets: list[str] | None = None) -> list[Leftover]:
         buckets: buckets to scan for packaging outputs (default: the setup bucket).
     """
     buckets = buckets if buckets is not None else [f"ec2-scripts-{ctx.region}-{ctx.account_id}"]
-    found = _components(ctx) + _role_aliases(ctx)
+    found = _components(ctx) + _role_aliases(ctx) + _deployments(ctx)
     for bucket in buckets:
         found += _objects(ctx, bucket)
     return found
+
+
+def _without_agent(ctx: Context, deployment_id: str) -> str:
+    """Revise a deployment without the Edge Manager agent (same target, everything else kept)."""
+    gg = ctx.client("greengrassv2")
+    dep = gg.get_deployment(deploymentId=deployment_id)
+    components = {k: v for k, v in (dep.get("components") or {}).items() if k != AGENT_COMPONENT}
+    kwargs: dict[str, Any] = {"targetArn": dep["targetArn"], "components": components,
+                              "deploymentName": f"{dep.get('deploymentName') or 'deployment'}-without-edge-manager"}
+    for key in ("deploymentPolicies", "iotJobConfiguration"):
+        if dep.get(key):
+            kwargs[key] = dep[key]
+    return gg.create_deployment(**kwargs)["deploymentId"]
 
 
 def remove(ctx: Context, leftovers: list[Leftover]) -> Iterator[Progress]:
@@ -123,6 +154,8 @@ def remove(ctx: Context, leftovers: list[Leftover]) -> Iterator[Progress]:
                     ctx.client("greengrassv2").delete_component(arn=item.ref)
                 elif item.kind == "role-alias":
                     ctx.client("iot").delete_role_alias(roleAlias=item.ref)
+                elif item.kind == "deployment":
+                    _without_agent(ctx, item.ref)
                 elif item.kind == "s3-object":
                     bucket, key, version = item.ref.split("\0")
                     kwargs = {"Bucket": bucket, "Key": key}

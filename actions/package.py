@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 from actions.aws import aws_call, error_code
 from actions.context import Context
-from actions.errors import AwsError, ConfigError
+from actions.errors import AwsError, ConfigError, NameConflict
 from actions.files import write_json
 from actions.progress import DONE, RUNNING, Progress
 
@@ -65,6 +65,9 @@ class PackageSpec:
         settings: edge client settings merged over DEFAULT_SETTINGS (recipe DefaultConfiguration).
         images_dir: sample images to ship with the app (used when `source` is empty).
         python: the interpreter the recipe runs the edge client with on the device.
+        command: how the recipe starts the client, instead of `<python> -m edge_client.cli` (which
+            needs nothing installed: the archive holds the client); e.g. "edge-client" when the
+            device has the edge-console[device] package installed.
         bucket: defaults to the setup bucket `ec2-scripts-<region>-<account>`.
     """
 
@@ -77,6 +80,7 @@ class PackageSpec:
     settings: dict[str, Any] = field(default_factory=dict)
     images_dir: Path | None = None
     python: str = "python3"
+    command: str | None = None
     bucket: str | None = None
 
     def validate(self) -> PackageSpec:
@@ -233,7 +237,7 @@ def model_recipe(name: str, version: str, uri: str, description: str) -> dict[st
 
 
 def app_recipe(name: str, version: str, uri: str, *, model_component: str, model_version: str,
-               settings: dict[str, Any], python: str) -> dict[str, Any]:
+               settings: dict[str, Any], python: str, command: str | None = None) -> dict[str, Any]:
     """The inference component's recipe: runs `edge-client run --config ...` with `settings` as defaults.
 
     Every setting is also passed as `EDGE_CLIENT_<KEY>` from `{configuration:/<key>}`, so a
@@ -250,8 +254,9 @@ def app_recipe(name: str, version: str, uri: str, *, model_component: str, model
         f': "${{EDGE_CLIENT_MODEL_DIR:={model}}}"',
         f': "${{EDGE_CLIENT_SOURCE:={app}/images}}"',
         "export EDGE_CLIENT_MODEL_DIR EDGE_CLIENT_SOURCE",
-        # `edge-client run` is edge_client.cli; run through the interpreter so no install step is needed.
-        f'exec {python} -m edge_client.cli run --config "{app}/edge-client.json"',
+        # `edge-client` is edge_client.cli; by default run it through the interpreter from the
+        # archive, so nothing needs installing on the device.
+        f'exec {command or python + " -m edge_client.cli"} run --config "{app}/edge-client.json"',
     ])
     topic = settings.get("topic", PREDICTION_TOPIC)
     defaults = dict(settings)
@@ -287,9 +292,13 @@ def _upload(ctx: Context, path: Path, bucket: str, key: str) -> str:
 def _publish(ctx: Context, recipe: dict[str, Any]) -> tuple[str, str]:
     key, value = ctx.tag
     name, version = recipe["ComponentName"], recipe["ComponentVersion"]
-    with aws_call(f"publish {name} {version}"):
-        arn = ctx.client("greengrassv2").create_component_version(
-            inlineRecipe=json.dumps(recipe).encode(), tags={key: value})["arn"]
+    try:
+        with aws_call(f"publish {name} {version}"):
+            arn = ctx.client("greengrassv2").create_component_version(
+                inlineRecipe=json.dumps(recipe).encode(), tags={key: value})["arn"]
+    except NameConflict:
+        raise NameConflict(f"{name} {version} is already published; leave the version out to bump it, "
+                           "or pass a higher one.") from None
     return arn, wait_deployable(ctx, arn)
 
 
@@ -333,8 +342,14 @@ def package(ctx: Context, spec: PackageSpec) -> Iterator[Progress]:
     model_name = model_name or artifact_dir.name
     settings = {**DEFAULT_SETTINGS, **spec.settings}
 
-    model_version = spec.version or next_version(versions(ctx, spec.model_component), spec.bump)
-    app_version = spec.version or next_version(versions(ctx, spec.app_component), spec.bump)
+    model_versions, app_versions = versions(ctx, spec.model_component), versions(ctx, spec.app_component)
+    if spec.version and (spec.version in model_versions or spec.version in app_versions):
+        # Checked before anything is uploaded, so a taken version never leaves one component published.
+        raise NameConflict(f"Version {spec.version} is already published for "
+                           f"{spec.model_component if spec.version in model_versions else spec.app_component}; "
+                           "leave the version out to bump it, or pass a higher one.")
+    model_version = spec.version or next_version(model_versions, spec.bump)
+    app_version = spec.version or next_version(app_versions, spec.bump)
     out = ctx.stack_dir / "packages"
     out.mkdir(parents=True, exist_ok=True)
     yield Progress("archive", RUNNING, f"archiving {artifact_dir}", 5.0)
@@ -352,7 +367,8 @@ def package(ctx: Context, spec: PackageSpec) -> Iterator[Progress]:
     m_recipe = model_recipe(spec.model_component, model_version, model_uri,
                             f"Compiled model {model_name}, packaged by edge-console.")
     a_recipe = app_recipe(spec.app_component, app_version, app_uri, model_component=spec.model_component,
-                          model_version=model_version, settings=settings, python=spec.python)
+                          model_version=model_version, settings=settings, python=spec.python,
+                          command=spec.command)
     m_path = write_json(recipes / f"{spec.model_component}-{model_version}.json", m_recipe, 0o644)
     a_path = write_json(recipes / f"{spec.app_component}-{app_version}.json", a_recipe, 0o644)
 

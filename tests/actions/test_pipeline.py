@@ -125,6 +125,15 @@ def test_package_publishes_both_components_with_real_uris(stack, published):
         assert bucket == cfg.bucket and s3.head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
         saved = json.loads(Path(second[part]["recipe_path"]).read_text())
         stored = json.loads(gg.get_component(arn=second[part]["arn"], recipeOutputFormat="JSON")["recipe"])
+        # Greengrass adds each artifact's digest when it registers the version, as AWS does.
+        for artifact in stored["Manifests"][0]["Artifacts"]:
+            if "Digest" in artifact:
+                import base64
+                import hashlib
+
+                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                assert artifact.pop("Digest") == base64.b64encode(hashlib.sha256(body).digest()).decode()
+                assert artifact.pop("Algorithm") == "SHA-256"
         assert saved == stored
     assert pk.versions(ctx, pk.MODEL_COMPONENT)[-2:] == ["1.0.0", "1.0.1"]
 
@@ -362,3 +371,39 @@ def test_destroy_removes_what_compile_package_and_deploy_made_for_this_stack_onl
     jobs = ctx.client("sagemaker").list_compilation_jobs(NameContains=f"gone-{uid}")["CompilationJobSummaries"]
     assert jobs == []
     assert pk.versions(other_ctx, pk.APP_COMPONENT)  # another stack's components are untouched
+
+
+def test_an_explicit_version_that_exists_is_refused_before_any_upload(stack, published, model_dir, sample_images,
+                                                                      calls):
+    from actions.errors import NameConflict
+
+    ctx, cfg = stack
+    images = next(iter(sample_images.values())).parent
+    calls.attach(ctx)
+    with pytest.raises(NameConflict, match="already published"):
+        list(pk.package(ctx, pk.PackageSpec(model_dir, bucket=cfg.bucket, images_dir=images, version="1.0.0")))
+    assert calls.mutating() == []
+
+
+def test_the_recipe_can_start_an_installed_edge_client():
+    recipe = pk.app_recipe("a.App", "1.0.0", "s3://b/k.zip", model_component="a.Model", model_version="1.0.0",
+                           settings=dict(pk.DEFAULT_SETTINGS), python="python3", command="edge-client")
+    run = recipe["Manifests"][0]["Lifecycle"]["Run"]["Script"]
+    assert 'exec edge-client run --config "{artifacts:decompressedPath}/edge-client/edge-client.json"' in run
+    assert recipe["Manifests"][0]["Lifecycle"]["Setenv"]["EDGE_CLIENT_TOP_K"] == "{configuration:/top_k}"
+
+
+def test_a_deployment_running_the_edge_manager_agent_is_revised_without_it(stack, published):
+    ctx, cfg = stack
+    group = f"agent-{UID}"
+    ctx.client("iot").create_thing_group(thingGroupName=group)
+    try:
+        dep = deploy.create(ctx, group, {leftovers.AGENT_COMPONENT: "1.1.1", pk.MODEL_COMPONENT: "1.0.0"})
+    except NotFound:
+        pytest.skip("the sandbox does not serve the public aws.greengrass.SageMakerEdgeManager component")
+    (item,) = [f for f in leftovers.find(ctx, buckets=[]) if f.kind == "deployment" and group in f.name]
+    list(leftovers.remove(ctx, [item]))
+    latest = deploy.history(ctx, group)[0]
+    assert latest["deploymentId"] != dep
+    components = deploy.get(ctx, latest["deploymentId"])["components"]
+    assert list(components) == [pk.MODEL_COMPONENT]
