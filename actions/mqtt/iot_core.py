@@ -160,7 +160,10 @@ class IotCoreTransport(Transport):
             return
         self._closed = True
         if self._started:
-            self._client.stop()
+            # Without a DISCONNECT packet the client just drops the connection and the broker
+            # publishes our last will ("offline") although we stopped cleanly.
+            mqtt5 = self._mqtt5
+            self._client.stop(mqtt5.DisconnectPacket(reason_code=mqtt5.DisconnectReasonCode.NORMAL_DISCONNECTION))
             self._stopped.wait(timeout)
         self._set_connected(False)
         with self._lock:

@@ -278,3 +278,28 @@ def test_sigterm_sends_what_it_can_and_keeps_the_rest(tmp_path, fresh_broker, mo
         agent.stop()
         consumer.close()
     assert "stay in the outbox" in agent.output()
+
+
+@pytest.mark.parametrize("transport", ["mqtt", "iot-core"])
+def test_mutual_tls_transports(tmp_path, mqtt_broker, model_dir, images, transport):
+    """The agent over TLS with a client certificate: paho, and awsiotsdk's MQTT5 client (the
+    AWS IoT Core transport) against mosquitto's mutual-TLS listener."""
+    cert, key = mqtt_broker.client_cert(f"thing-{transport}")
+    tls = dict(mqtt_port=mqtt_broker.tls_port, ca_path=str(mqtt_broker.ca_path), cert_path=str(cert),
+               key_path=str(key), transport=transport)
+    if transport == "iot-core":
+        tls["iot_endpoint"] = "localhost"  # the server certificate names localhost and 127.0.0.1
+    else:
+        tls["mqtt_tls"] = True
+    cfg, s = config(tmp_path, mqtt_broker, model_dir, images, loop=True, max_images=12,
+                    exit_when_done=True, **tls)
+    consumer = Consumer(mqtt_broker, s["topic"], status_topic=f"edge-console/{s['device']}/status")
+    try:
+        agent = AgentProcess(cfg, tmp_path / "agent.log")
+        assert agent.wait(120) == 0, agent.output()
+        assert consumer.wait_seqs(range(1, 13), 10)
+        assert consumer.wait_for(lambda c: c.last_status() and c.last_status().state == "stopped", 10)
+    finally:
+        consumer.close()
+    assert_nothing_lost(consumer, 12)
+    assert "mqtts://" in agent.output()
