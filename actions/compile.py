@@ -156,10 +156,9 @@ def upload_model(ctx: Context, model_tar: Path, *, bucket: str | None = None) ->
 
 def start_job(ctx: Context, job: NeoJob, model_s3_uri: str) -> str:
     """Create the compilation job; return its name. Raises typed AWS errors (NameConflict for a taken name)."""
-    job.validate() if job.model_s3_uri else None
     bucket = _bucket(ctx, job.bucket)
-    name = job.job_name or default_job_name(ctx, Path(model_s3_uri).name.split(".")[0]
-                                            if not job.model_tar else Path(job.model_tar).name.split(".")[0])
+    source = Path(job.model_tar).name if job.model_tar else model_s3_uri.rsplit("/", 1)[-1]
+    name = job.job_name or default_job_name(ctx, source.split(".")[0])
     output: dict[str, Any] = {"S3OutputLocation": f"s3://{bucket}/compiled/{name}/"}
     if job.target_device:
         output["TargetDevice"] = job.target_device

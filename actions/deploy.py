@@ -144,7 +144,13 @@ def follow(ctx: Context, deployment_id: str, *, timeout: float = 900.0, poll: fl
     """
     poll = poll if poll is not None else (0.3 if ctx.is_sandbox else 5.0)
     dep = get(ctx, deployment_id)
-    names = devices if devices is not None else [d["coreDeviceThingName"] for d in core_devices(ctx, dep["targetArn"])]
+    target = dep["targetArn"]
+    if devices is not None:
+        names = list(devices)
+    elif ":thing/" in target:  # a deployment to one core device
+        names = [target.rsplit("/", 1)[-1]]
+    else:
+        names = [d["coreDeviceThingName"] for d in core_devices(ctx, target)]
     if not names:
         yield Progress("deployment", FAILED, f"{deployment_id}: the target has no core devices yet", None,
                        {"deployment_id": deployment_id, "devices": {}})

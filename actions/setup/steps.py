@@ -8,6 +8,7 @@ after a failure. `destroy` touches only resources tagged `edge-console:stack=<st
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -178,8 +179,6 @@ class RoleStep(Step):
     def apply(self, t: Target) -> Iterator[Progress]:
         iam, name = t.ctx.client("iam"), self._name(t.cfg)
         state = self._state(t)
-        import json
-
         if state is None:
             with aws_call(f"create the IAM role {name}"):
                 iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(self.trust),
