@@ -38,6 +38,11 @@ def test_plan_shows_every_resource_and_the_documents(ctx):
     assert changes["bucket"].summary == f"create bucket {bucket}"
     instance = "\n".join(changes["instance"].details)
     assert "0.085" in instance and "al2023" in instance and "20 GiB" in instance
+    # Every inline document the default preset would apply passes the IAM linter.
+    for name, doc in role.documents.items():
+        if name.startswith("inline "):
+            assert policies.lint(doc) == [], name
+    assert role.documents["managed policies"] == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
     env = "\n".join(changes["scripts"].details)
     assert "THING_NAME=mything" in env and "AWS_REGION=us-east-1" in env
 
@@ -72,6 +77,8 @@ def test_apply_creates_what_the_runbook_describes(ctx):
     ami = ctx.client("ssm").get_parameter(Name=SetupConfig().ami_parameter)["Parameter"]["Value"]
     assert instance["ImageId"] == ami
     assert instance["IamInstanceProfile"]["Arn"].endswith("/SageMakerGreenGrassV2MinimalResourceRole")
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"  # IMDSv2 only
+    assert "KeyName" not in instance  # no SSH key: Session Manager instead
     volume = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}])
     assert volume["Volumes"][0]["Size"] == 20
     user_data = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
