@@ -46,6 +46,7 @@ class SetupConfig:
         provision: let the nucleus installer provision the thing and certificate.
         instance_name, instance_type, volume_gib, ami_parameter: the edge server.
         greengrass_image: the Docker image the start script runs.
+        subnet_id: launch the edge server in this subnet (None: the default VPC's default subnet).
     """
 
     role_name: str = "SageMakerGreenGrassV2MinimalResourceRole"
@@ -65,6 +66,7 @@ class SetupConfig:
     ami_parameter: str = AMI_PARAMETER
     greengrass_image: str = "amazon/aws-iot-greengrass:latest"
     component_prefix: str = COMPONENT_PREFIX
+    subnet_id: str | None = None
 
     def validate(self) -> SetupConfig:
         """Check every setting; return self.

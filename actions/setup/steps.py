@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 from actions.aws import aws_call, error_code
 from actions.context import Context
-from actions.errors import AwsError, NameConflict
+from actions.errors import AwsError, ConfigError, NameConflict
 from actions.files import write_atomic
 from actions.progress import RUNNING, Progress
 from actions.setup import policies
@@ -632,17 +632,20 @@ class InstanceStep(Step):
         lines = [f"{i['instance_id']} {i['state']} {i['public_ip'] or i['private_ip'] or ''}".strip() for i in info]
         if any(i["state"] in ("stopped", "stopping") for i in info):
             return self.change(UPDATE, f"start {t.cfg.instance_name}", lines + [self._cost(t)])
+        if any(i["state"] in ("pending", "shutting-down") for i in info):
+            # An apply interrupted while the instance was starting: wait for it this time.
+            return self.change(UPDATE, f"wait until {t.cfg.instance_name} is running", lines + [self._cost(t)])
         return self.change(NONE, f"{t.cfg.instance_name} is {info[0]['state']}", lines + [self._cost(t)])
 
     def apply(self, t: Target) -> Iterator[Progress]:
-        ec2, found = t.ctx.client("ec2"), self._find(t)
+        ec2, found = t.ctx.client("ec2"), [i for i in self._find(t) if i["State"]["Name"] != "shutting-down"]
         if found:
             stopped = [i["InstanceId"] for i in found if i["State"]["Name"] in ("stopped", "stopping")]
             if stopped:
                 yield from self._wait(t, stopped, ("stopped",), "waiting for the instance to stop")
                 with aws_call("start the edge server"):
                     ec2.start_instances(InstanceIds=stopped)
-                yield from self._wait(t, stopped, ("running",), "starting")
+            yield from self._wait(t, [i["InstanceId"] for i in found], ("running",), "starting")
             return
         with aws_call(f"read the AMI ID from SSM parameter {t.cfg.ami_parameter}"):
             ami = t.ctx.client("ssm").get_parameter(Name=t.cfg.ami_parameter)["Parameter"]["Value"]
@@ -664,6 +667,8 @@ class InstanceStep(Step):
             TagSpecifications=[{"ResourceType": "instance", "Tags": tag_spec},
                                {"ResourceType": "volume", "Tags": tag_spec}],
         )
+        if t.cfg.subnet_id:
+            kwargs["SubnetId"] = t.cfg.subnet_id
         # A new instance profile takes a few seconds to reach EC2 on real AWS; retry only that.
         for attempt in range(12):
             try:
@@ -675,6 +680,9 @@ class InstanceStep(Step):
                     yield _progress(self.key, "waiting for the instance profile to propagate")
                     time.sleep(5)
                     continue
+                if error_code(exc) in ("VPCIdNotSpecified", "MissingInput"):
+                    raise ConfigError("The account has no default VPC to launch the edge server in; pass "
+                                      "--set subnet_id=subnet-... (a subnet with outbound internet access).") from None
                 with aws_call(f"launch the edge server ({t.cfg.instance_type})"):
                     raise
         iid = instance["InstanceId"]

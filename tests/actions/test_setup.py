@@ -217,3 +217,13 @@ def test_env_file_has_the_runbooks_keys_in_order():
     assert "DEPLOY_DEV_TOOLS=true" in text and "GGC_ROOT_PATH=/greengrass/v2" in text
     with pytest.raises(ConfigError, match="Unknown setup setting"):
         SetupConfig().replace(thing="x")
+
+
+def test_edge_server_in_a_given_subnet(ctx):
+    ec2 = ctx.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24")["Subnet"]["SubnetId"]
+    run(setup.apply(ctx, SetupConfig(subnet_id=subnet)))
+    (instance,) = [i for r in ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["edge-server"]}])[
+        "Reservations"] for i in r["Instances"]]
+    assert instance["SubnetId"] == subnet
