@@ -502,9 +502,13 @@ class Agent:
         self._model_sig = self._attempted_sig = model_signature(s.model_dir) + (s.model_variant,)
         log.info("model %s %s loaded (%s/%s)", self.model.name, self.model.version, self.model.runtime,
                  getattr(self.model, "variant", "?"))
+        # A watched directory's position is kept in the outbox with each prediction, so a restart
+        # does not classify the whole directory again.
+        self._source_key = f"source:{os.path.realpath(os.path.expanduser(s.source))}"
         try:
             images = open_source(s.source, loop=s.loop, stop=self.stop_event,
-                                 on_error=lambda name, why: self._image_error(name, why))
+                                 on_error=lambda name, why: self._image_error(name, why),
+                                 resume=self.outbox.get_state(self._source_key))
         except ConfigError as exc:
             return self._fatal(str(exc))
         # The transport keeps max_inflight on the wire and queues the rest of the window itself, so
@@ -556,38 +560,60 @@ class Agent:
     def _prepared(self, images):
         """Images made ready for the model, in source order.
 
-        With an interval, each image is taken when it is due. Without one, the next image is read
-        and decoded on a second thread while the current one runs through the model (decoding
-        releases the GIL), which is what a device with two cores needs to keep the model busy.
+        A second thread takes each image when it is due (interval, max_rate), reads and decodes it,
+        and hands it over through a queue of one: the next image is decoded (which releases the
+        GIL) while the current one runs through the model, and an image is passed on as soon as it
+        is ready, never held back waiting for the one after it.
         """
-        from concurrent.futures import ThreadPoolExecutor
+        done = object()
+        handoff: queue.Queue = queue.Queue(maxsize=1)
+        quit_ = threading.Event()
 
-        next_due = time.monotonic()
-        pool = ThreadPoolExecutor(1, thread_name_prefix="preprocess")
-        pending = None
-        try:
-            for image in images:
-                s = self.settings
-                if s.period:
-                    if pending is not None:
-                        yield pending.result()
-                        pending = None
-                    now = time.monotonic()
-                    if now < next_due and self.stop_event.wait(next_due - now):
+        def put(item) -> bool:
+            while not quit_.is_set():
+                try:
+                    handoff.put(item, timeout=0.25)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            next_due = time.monotonic()
+            try:
+                for image in images:
+                    if quit_.is_set() or self.stop_event.is_set():
                         return
-                    next_due = max(next_due + s.period, time.monotonic())
-                    yield self._prepare(image, self.model)
-                else:
-                    fut = pool.submit(self._prepare, image, self.model)
-                    if pending is not None:
-                        yield pending.result()
-                    pending = fut
-                if self.stop_event.is_set():
+                    period = self.settings.period
+                    if period:
+                        now = time.monotonic()
+                        if now < next_due and self.stop_event.wait(next_due - now):
+                            return
+                        next_due = max(next_due + period, time.monotonic())
+                    if not put(self._prepare(image, self.model)):
+                        return
+                put(done)
+            except BaseException as exc:  # surfaces in the main thread, which decides what it means
+                put(exc)
+
+        thread = threading.Thread(target=produce, name="preprocess", daemon=True)
+        thread.start()
+        try:
+            while True:
+                try:
+                    item = handoff.get(timeout=0.25)
+                except queue.Empty:
+                    if self.stop_event.is_set() or not thread.is_alive():
+                        return
+                    continue
+                if item is done:
                     return
-            if pending is not None:
-                yield pending.result()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            quit_.set()
+            thread.join(2)
 
     def _classify_loop(self, images) -> bool:
         """Classify until the source ends (True) or the agent is stopped (False)."""
@@ -632,7 +658,8 @@ class Agent:
             return built[0]
 
         dropped_before = self.outbox.dropped
-        seq = self.outbox.append(s.topic, make)
+        marker = getattr(image, "marker", None)
+        seq = self.outbox.append(s.topic, make, state=(self._source_key, marker) if marker else None)
         self.sender.offer(seq, s.topic, built[0])
         self.metrics.record(result.preprocess_ms, result.inference_ms)
         if self.outbox.dropped != dropped_before:

@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -122,13 +126,16 @@ class Outbox:
         return int(row[0]) if row else default
 
     # -- writing --------------------------------------------------------------------------------
-    def append(self, topic: str, make_payload: Callable[[int], bytes], qos: int = 1) -> int:
+    def append(self, topic: str, make_payload: Callable[[int], bytes], qos: int = 1,
+               state: tuple[str, str] | None = None) -> int:
         """Store a message and return its sequence number.
 
         Args:
             topic: where it goes.
             make_payload: called with the sequence number this message gets; returns the bytes.
             qos: the QoS it is to be published with.
+            state: (key, value) saved in the same transaction, e.g. how far a watched directory
+                has been read, so that position and the prediction are on disk together or not at all.
 
         Returns:
             The sequence number. The row is committed (on disk) when this returns.
@@ -139,14 +146,17 @@ class Outbox:
             db = self._db
             row = (seq, topic, payload, qos, time.time())
             dropped = 0
-            if self._depth + 1 <= self.max_messages:
+            if self._depth + 1 <= self.max_messages and state is None:
                 # One statement in autocommit mode is its own transaction: committed on return.
                 db.execute(INSERT, row)
             else:
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     db.execute(INSERT, row)
-                    dropped = self._drop_oldest_locked(self._depth + 1 - self.max_messages)
+                    if state is not None:
+                        db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state)
+                    if self._depth + 1 > self.max_messages:
+                        dropped = self._drop_oldest_locked(self._depth + 1 - self.max_messages)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -201,6 +211,12 @@ class Outbox:
                 "SELECT seq, topic, payload, qos FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after, limit)).fetchall()
         return [Row(seq, topic, bytes(payload), qos) for seq, topic, payload, qos in rows]
+
+    def get_state(self, key: str) -> str | None:
+        """A value saved with `append(..., state=(key, value))`, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
 
     def first_seq(self) -> int | None:
         """The oldest stored seq, or None when empty."""

@@ -27,6 +27,7 @@ class Image:
 
     name: str
     data: Any
+    marker: str | None = None  # a watched directory's position after this image ("mtime_ns:name")
 
 
 def _is_image(path: Path) -> bool:
@@ -60,7 +61,8 @@ def describe_source(spec: str) -> str:
 
 
 def open_source(spec: str, *, loop: bool = False, stop: threading.Event | None = None,
-                poll_interval: float = 0.5, on_error: ErrorCallback | None = None) -> Iterator[Image]:
+                poll_interval: float = 0.5, on_error: ErrorCallback | None = None,
+                resume: str | None = None) -> Iterator[Image]:
     """Iterate over the images of `spec`.
 
     Args:
@@ -70,6 +72,8 @@ def open_source(spec: str, *, loop: bool = False, stop: threading.Event | None =
         stop: iteration ends soon after this is set.
         poll_interval: seconds between two looks at a directory for new images.
         on_error: called with (name, reason) for an image that cannot be read.
+        resume: for a watched directory (without loop), the `marker` of the last image handled
+            before a restart: images up to it are not classified again.
 
     Returns:
         An iterator of Image.
@@ -84,7 +88,7 @@ def open_source(spec: str, *, loop: bool = False, stop: threading.Event | None =
     if kind == "camera":
         return _camera(spec, stop)
     if kind == "directory":
-        return _directory(Path(spec).expanduser(), loop, stop, poll_interval, on_error)
+        return _directory(Path(spec).expanduser(), loop, stop, poll_interval, on_error, resume)
     if kind == "glob":
         pattern = os.path.expanduser(spec)
         if not _glob.glob(pattern):
@@ -125,13 +129,25 @@ def _glob_source(pattern: str, loop: bool, stop: threading.Event, on_error: Erro
             stop.wait(1.0)  # nothing matches right now: do not spin
 
 
+def _parse_marker(marker: str | None) -> tuple[int, str] | None:
+    if not marker:
+        return None
+    mtime, sep, name = marker.partition(":")
+    try:
+        return (int(mtime), name) if sep else None
+    except ValueError:
+        return None
+
+
 def _directory(directory: Path, loop: bool, stop: threading.Event, poll_interval: float,
-               on_error: ErrorCallback) -> Iterator[Image]:
-    """Existing images by name first, then new ones (by name within a poll) as they appear."""
+               on_error: ErrorCallback, resume: str | None = None) -> Iterator[Image]:
+    """Watch mode: images oldest first (by modification time, then name), then new ones as they
+    appear; a rewritten image counts as new. Loop mode: all images by name, round and round."""
     seen: dict[str, tuple[int, int]] = {}  # name -> (mtime_ns, size) of the version classified
+    after = None if loop else _parse_marker(resume)
     while not stop.is_set():
         try:
-            entries = sorted(p for p in directory.iterdir() if _is_image(p))
+            entries = [p for p in directory.iterdir() if _is_image(p)]
         except OSError as exc:
             on_error(directory.name, f"cannot list {directory}: {exc.strerror or exc}")
             stop.wait(poll_interval)
@@ -143,15 +159,18 @@ def _directory(directory: Path, loop: bool, stop: threading.Event, poll_interval
             except OSError:
                 continue  # removed between listing and stat
             key = (st.st_mtime_ns, st.st_size)
+            if after is not None and (st.st_mtime_ns, path.name) <= after:
+                continue  # handled before the restart
             if loop or seen.get(path.name) != key:
                 fresh.append((path, key))
+        fresh.sort(key=lambda item: item[0].name if loop else (item[1][0], item[0].name))
         for path, key in fresh:
             if stop.is_set():
                 return
             image = _read(path, on_error)
             seen[path.name] = key
             if image is not None:
-                yield image
+                yield Image(image.name, image.data, None if loop else f"{key[0]}:{path.name}")
         if len(seen) > 100_000:
             # A directory that is never cleaned must not grow our memory: forget names now gone.
             present = {p.name for p in entries}

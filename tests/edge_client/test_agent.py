@@ -303,3 +303,30 @@ def test_mutual_tls_transports(tmp_path, mqtt_broker, model_dir, images, transpo
         consumer.close()
     assert_nothing_lost(consumer, 12)
     assert "mqtts://" in agent.output()
+
+
+def test_watched_directory_is_not_classified_again_after_a_restart(tmp_path, fresh_broker, model_dir,
+                                                                    sample_images):
+    watched = tmp_path / "incoming"
+    watched.mkdir()
+    for name in ("chelsea", "coffee"):
+        shutil.copy(sample_images[name], watched / f"{name}.jpg")
+    cfg, s = config(tmp_path, fresh_broker, model_dir, watched)
+    consumer = Consumer(fresh_broker, s["topic"])
+    try:
+        first = AgentProcess(cfg, tmp_path / "agent1.log")
+        assert consumer.wait_seqs({1, 2}, 60), first.output()
+        first.signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+        second = AgentProcess(cfg, tmp_path / "agent2.log")
+        time.sleep(1.0)
+        shutil.copy(sample_images["rocket"], watched / ".rocket.jpg.tmp")
+        (watched / ".rocket.jpg.tmp").rename(watched / "rocket.jpg")  # write, then rename: never half read
+        assert consumer.wait_seqs({3}, 60), second.output()
+        time.sleep(1.0)
+        second.signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    finally:
+        consumer.close()
+    sources = {seq: p.source for seq, p in consumer.predictions().items()}
+    assert sources == {1: "chelsea.jpg", 2: "coffee.jpg", 3: "rocket.jpg"}

@@ -136,3 +136,14 @@ def test_ack_out_of_order_and_with_gaps(tmp_path):
         assert box.ack([9, 2, 3, 7, 2]) == 4
         assert [r.seq for r in box.peek(limit=100)] == [1, 4, 5, 6, 8, 10]
         assert box.depth == 6
+
+
+def test_state_is_saved_with_the_row(tmp_path):
+    path = tmp_path / "o.sqlite"
+    with Outbox(path, max_messages=2) as box:
+        assert box.get_state("k") is None
+        for i in range(3):
+            box.append("t", _payload, state=("k", f"pos-{i}"))
+        assert box.dropped == 1  # the limit still holds on the transactional path
+    with Outbox(path) as box:
+        assert box.get_state("k") == "pos-2" and box.depth == 2

@@ -88,3 +88,27 @@ def test_describe(tmp_path):
     assert describe_source(str(tmp_path)) == "directory"
     assert describe_source(str(tmp_path / "*.jpg")) == "glob"
     assert describe_source(str(tmp_path / "x.jpg")) == "file"
+
+
+def test_directory_resumes_after_its_marker(tmp_path):
+    import os
+
+    for i, name in enumerate(("b.jpg", "a.jpg", "c.jpg")):
+        (tmp_path / name).write_bytes(name.encode())
+        os.utime(tmp_path / name, ns=(1_000_000_000 * (i + 1),) * 2)  # b oldest, then a, then c
+    stop = threading.Event()
+    first = []
+    for image in open_source(str(tmp_path), stop=stop, poll_interval=0.01):
+        first.append((image.name, image.marker))
+        if len(first) == 3:
+            stop.set()
+    assert [n for n, _m in first] == ["b.jpg", "a.jpg", "c.jpg"]  # oldest first
+    # Restarted after a.jpg: only c.jpg and what comes later.
+    stop = threading.Event()
+    again = []
+    (tmp_path / "d.jpg").write_bytes(b"d")
+    for image in open_source(str(tmp_path), stop=stop, poll_interval=0.01, resume=first[1][1]):
+        again.append(image.name)
+        if len(again) == 2:
+            stop.set()
+    assert again == ["c.jpg", "d.jpg"]
