@@ -28,7 +28,7 @@ class Column:
 
 COLUMNS = (
     Column("name", "device", 16),
-    Column("core", "greengrass", 9),
+    Column("core", "gg status", 9),
     Column("core_seen", "gg seen", 7, True),
     Column("client_seen", "msg seen", 8, True),
     Column("version", "model", 8),

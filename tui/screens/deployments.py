@@ -179,8 +179,10 @@ class DeploymentsScreen(ConsoleScreen):
             text.append("\n  press f to follow it on each device", style="dim")
         for device, (status, message) in sorted((per_device or {}).items()):
             text.append("\n  ")
-            text.append_text(plain(device, 30))
-            text.append(f"  {status:<12} ", style="bold" if status not in ("SUCCEEDED", "COMPLETED") else "")
+            name = plain(device, 60)
+            name.truncate(24, overflow="ellipsis", pad=True)
+            text.append_text(name)
+            text.append(f" {status:<12} ", style="bold" if status not in ("SUCCEEDED", "COMPLETED") else "")
             text.append_text(plain(message, 200))
         pane.update(text)
 

@@ -213,7 +213,7 @@ class JobsScreen(ConsoleScreen):
             reason=event.reason or old.reason, artifact=event.artifact or old.artifact,
             messages=(old.messages + (event.message,))[-20:] if event.message else old.messages)
         self._relist()
-        if status in TERMINAL and event.key.startswith("compile:"):
+        if status in TERMINAL and event.key.startswith("compile:") and self.services.ctx is not None:
             self.list_jobs()
 
     @work(thread=True, exit_on_error=False, group="compile", description="compile the model")

@@ -23,7 +23,7 @@ from actions.errors import EdgeConsoleError
 
 @dataclass(frozen=True)
 class Field:
-    """One form field: its key, label, default value and a hint shown after the label."""
+    """One form field: its key, label, default value and a hint (shown while the field is empty)."""
 
     key: str
     label: str
@@ -71,8 +71,9 @@ class FormScreen(ModalScreen[Any]):
             with VerticalScroll(id="form-fields"):
                 for f in self.fields:
                     with Horizontal(classes="form-row"):
-                        yield Static(Text(f.label + (f" ({f.hint})" if f.hint else "")), classes="form-label")
-                        yield Input(f.default, id=f"field-{f.key}", password=f.password, compact=True)
+                        yield Static(Text(f.label), classes="form-label")
+                        yield Input(f.default, placeholder=f.hint, id=f"field-{f.key}", password=f.password,
+                                    compact=True)
             yield Static(id="form-error")
             yield Static(Text("Tab next field · Enter on the last field or Ctrl+S submits · Escape cancels"),
                          classes="hint")

@@ -138,7 +138,7 @@ class VirtualList(ScrollView, can_focus=True):
     # -- drawing -------------------------------------------------------------------------------
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width  # without the scrollbar
         base = self.rich_style
         absolute = int(self.scroll_offset.y) + y
         if not self._keys:
