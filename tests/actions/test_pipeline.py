@@ -40,6 +40,21 @@ def stack(sandbox, tmp_path_factory):
     list(setup.destroy(ctx, cfg))
 
 
+@pytest.fixture
+def add_device(sandbox):
+    """Start local core devices for one test and stop them after it (their edge clients use CPU)."""
+    started = []
+
+    def add(name: str, group: str = GROUP):
+        started.append(name)
+        return sandbox.add_device(name, group)
+
+    yield add
+    for name in started:
+        if name in sandbox.devices:
+            sandbox.remove_device(name)
+
+
 @pytest.fixture(scope="module")
 def published(stack, model_dir, sample_images):
     """Two published versions of both components (1.0.0 then 1.0.1), from the fixture model."""
@@ -152,10 +167,10 @@ def test_versions_bump_and_bad_specs(tmp_path):
         pk.PackageSpec(tmp_path / "m").validate()
 
 
-def test_deploy_follow_rollback_and_fleet(sandbox, stack, published):
+def test_deploy_follow_rollback_and_fleet(sandbox, stack, published, add_device):
     ctx, cfg = stack
     device = f"dev-{UID}"
-    sandbox.add_device(device, GROUP)
+    add_device(device)
     first, second = published
     v1 = {pk.MODEL_COMPONENT: first["model"]["version"], pk.APP_COMPONENT: first["app"]["version"]}
     v2 = {pk.MODEL_COMPONENT: second["model"]["version"], pk.APP_COMPONENT: second["app"]["version"]}
@@ -208,21 +223,21 @@ def test_deploy_follow_rollback_and_fleet(sandbox, stack, published):
     assert lines and all(pk.APP_COMPONENT in line for line in lines)
 
 
-def test_a_failing_install_is_followed_to_failed_with_its_reason(sandbox, stack):
+def test_a_failing_install_is_followed_to_failed_with_its_reason(sandbox, stack, add_device):
     ctx, cfg = stack
     device = f"fail-{UID}"
-    sandbox.add_device(device, GROUP)
+    group = f"fail-grp-{UID}"  # its own group: the other tests' devices are stopped by now
+    add_device(device, group)
     name = f"com.example.Broken{UID}"
     recipe = {"RecipeFormatVersion": "2020-01-25", "ComponentName": name, "ComponentVersion": "1.0.0",
               "Manifests": [{"Platform": {"os": "linux"},
                              "Lifecycle": {"Install": {"Script": "echo no disk space >&2; exit 3"}}}]}
     ctx.client("greengrassv2").create_component_version(inlineRecipe=json.dumps(recipe).encode())
-    dep = deploy.create(ctx, GROUP, {name: "1.0.0"})
+    dep = deploy.create(ctx, group, {name: "1.0.0"})
     events = list(deploy.follow(ctx, dep, timeout=120))
     final = events[-1]
     assert final.state == FAILED and set(final.data["devices"].values()) == {"FAILED"}
     assert any(e.state == FAILED and e.step == device and e.data["reason"] for e in events)
-    sandbox.remove_device(device)
 
 
 def test_cancel_a_deployment(stack, published):
@@ -231,10 +246,11 @@ def test_cancel_a_deployment(stack, published):
     assert deploy.cancel(ctx, dep) == "CANCELED"
 
 
-def test_logs_follow_sees_new_lines(sandbox, stack, published):
+def test_logs_follow_sees_new_lines(sandbox, stack, published, add_device):
     ctx, _ = stack
     device = f"logs-{UID}"
-    sandbox.add_device(device, GROUP)
+    group = f"logs-grp-{UID}"
+    add_device(device, group)
     stop, seen = threading.Event(), []
 
     def reader():
@@ -243,7 +259,7 @@ def test_logs_follow_sees_new_lines(sandbox, stack, published):
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    dep = deploy.create(ctx, GROUP, {pk.MODEL_COMPONENT: "1.0.0"})
+    dep = deploy.create(ctx, group, {pk.MODEL_COMPONENT: "1.0.0"})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(dep in line for line in seen):
         time.sleep(0.2)
@@ -285,14 +301,14 @@ def test_fleet_pages_through_2000_devices(sandbox, stack, calls):
     assert calls.names.count("ListThingsInThingGroup") >= 1
 
 
-def test_fleet_merges_the_clients_status_messages(sandbox, stack):
+def test_fleet_merges_the_clients_status_messages(sandbox, stack, add_device):
     from actions.messages.status import build_status, encode
     from actions.mqtt import open_transport
     from actions.mqtt.base import MqttSettings
 
     ctx, _ = stack
     device = f"stat-{UID}"
-    sandbox.add_device(device, GROUP)
+    add_device(device)
     broker = sandbox.broker
     settings = MqttSettings(host=broker.host, port=broker.port, client_id=f"pub-{UID}")
     with open_transport(settings, kind="mqtt") as pub:
@@ -407,3 +423,14 @@ def test_a_deployment_running_the_edge_manager_agent_is_revised_without_it(stack
     assert latest["deploymentId"] != dep
     components = deploy.get(ctx, latest["deploymentId"])["components"]
     assert list(components) == [pk.MODEL_COMPONENT]
+
+
+def test_a_device_that_never_answers_ends_timed_out(sandbox, stack, published, add_device):
+    ctx, _ = stack
+    group, device = f"quiet-grp-{UID}", f"quiet-{UID}"
+    add_device(device, group)
+    sandbox.remove_device(device)  # it stays a core device of the group, but nobody is home
+    dep = deploy.create(ctx, group, {pk.MODEL_COMPONENT: "1.0.0"})
+    events = list(deploy.follow(ctx, dep, timeout=2, poll=0.2))
+    assert events[-1].state == FAILED and events[-1].data["devices"] == {device: "TIMED_OUT"}
+    assert "no result within 2 s" in [e.message for e in events if e.step == device][-1]
