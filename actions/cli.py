@@ -301,9 +301,10 @@ def cmd_fleet(args, out: Output) -> int:
         from actions.mqtt import open_transport
         from actions.mqtt.base import MqttSettings
 
-        transport = open_transport(MqttSettings(host=args.mqtt_host, port=args.mqtt_port,
-                                                ca_path=args.mqtt_ca, client_id=f"edge-console-fleet-{os.getpid()}"),
-                                   kind="mqtt")
+        # TLS unless the broker is on loopback (MqttSettings decides); mutual TLS with cert and key.
+        transport = open_transport(MqttSettings(host=args.mqtt_host, port=args.mqtt_port, ca_path=args.mqtt_ca,
+                                                cert_path=args.mqtt_cert, key_path=args.mqtt_key,
+                                                client_id=f"edge-console-fleet-{os.getpid()}"), kind="mqtt")
         try:
             transport.connect()
             statuses = fleet.collect_statuses(transport, wait=args.wait)
@@ -434,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--details", action="store_true", help="installed components and deployments too")
     p.add_argument("--mqtt-host", help="also read the clients' status messages from this broker")
     p.add_argument("--mqtt-port", type=int)
-    p.add_argument("--mqtt-ca")
+    p.add_argument("--mqtt-ca", help="CA certificate of the broker (PEM)")
+    p.add_argument("--mqtt-cert", help="client certificate for mutual TLS (PEM)")
+    p.add_argument("--mqtt-key", help="client private key for mutual TLS (PEM)")
     p.add_argument("--wait", type=float, default=1.0, help="seconds to collect status messages")
     _common(p)
     p.set_defaults(run=cmd_fleet)
