@@ -44,10 +44,9 @@ def run(report) -> None:
     for i in range(STARTS):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            sb = Sandbox.start(Path(tmp) / "s", broker=(i == 0))
-            sb.client("sts").get_caller_identity()
-            (with_broker if i == 0 else starts).append(time.perf_counter() - t0)
-            sb.stop()
+            with Sandbox.start(Path(tmp) / "s", broker=(i == 0)) as sb:
+                sb.client("sts").get_caller_identity()
+                (with_broker if i == 0 else starts).append(time.perf_counter() - t0)
     median = statistics.median(starts)
     report("start-up to first STS answer (median of 4)", median, "s", ratio=median / baseline,
            target="< 3 s", ok=median < 3.0)
