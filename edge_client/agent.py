@@ -542,7 +542,7 @@ class Agent:
         if up:
             log.info("connected to %s", self.transport.describe())
         else:
-            log.warning("disconnected: %s", clean_text(reason or "connection closed"))
+            log.warning("not connected: %s", clean_text(reason or "connection closed"))
         if self.sender:
             self.sender.wake()
         self._status_dirty.set()

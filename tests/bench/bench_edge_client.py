@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 
 E2E_IMAGES = 200
-E2E_ROUNDS = 4
+E2E_ROUNDS = 6
 MEMORY_IMAGES = (1_000, 10_000)
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -94,7 +94,7 @@ def test_broker_restart_mid_stream(tmp_path, fresh_broker, model_dir, images):
         agent.stop()
         consumer.close()
     assert_nothing_lost(consumer, 400)
-    assert "disconnected" in agent.output()
+    assert "not connected" in agent.output()
 
 
 def test_sigkill_mid_stream_loses_nothing(tmp_path, fresh_broker, model_dir, images):
