@@ -623,8 +623,10 @@ class InstanceStep(Step):
     def check(self, t: Target) -> Change:
         found = self._find(t)
         if not found:
+            with aws_call(f"read the AMI ID from SSM parameter {t.cfg.ami_parameter}"):
+                ami = t.ctx.client("ssm").get_parameter(Name=t.cfg.ami_parameter)["Parameter"]["Value"]
             return self.change(CREATE, f"launch {t.cfg.instance_type} {t.cfg.instance_name}", [
-                f"AMI: latest from SSM parameter {t.cfg.ami_parameter}",
+                f"AMI: {ami}, the latest from SSM parameter {t.cfg.ami_parameter}",
                 f"root volume {t.cfg.volume_gib} GiB gp3, encrypted", f"instance profile {t.cfg.role_name}",
                 "IMDSv2 only; no SSH key, no inbound port (use SSM Session Manager)",
                 f"user data fetches s3://{t.bucket}/scripts/ and starts Greengrass", self._cost(t)])

@@ -38,6 +38,8 @@ def test_plan_shows_every_resource_and_the_documents(ctx):
     assert changes["bucket"].summary == f"create bucket {bucket}"
     instance = "\n".join(changes["instance"].details)
     assert "0.085" in instance and "al2023" in instance and "20 GiB" in instance
+    ami = ctx.client("ssm").get_parameter(Name=SetupConfig().ami_parameter)["Parameter"]["Value"]
+    assert f"AMI: {ami}" in instance
     # Every inline document the default preset would apply passes the IAM linter.
     for name, doc in role.documents.items():
         if name.startswith("inline "):
