@@ -562,7 +562,8 @@ class ScriptsStep(Step):
     def check(self, t: Target) -> Change:
         env = render_env(t.cfg, t.ctx.region)
         details = ["env file:"] + ["  " + line for line in env.splitlines()]
-        if not BucketStep()._state(t):
+        bucket = BucketStep()._state(t)
+        if bucket is None or bucket["foreign"]:  # nothing to read yet (or not ours to read)
             return self.change(CREATE, f"upload {len(self._wanted(t))} files to s3://{t.bucket}/scripts/", details)
         stale = self._stale(t)
         if stale:

@@ -229,3 +229,20 @@ def test_edge_server_in_a_given_subnet(ctx):
     (instance,) = [i for r in ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["edge-server"]}])[
         "Reservations"] for i in r["Instances"]]
     assert instance["SubnetId"] == subnet
+
+
+def test_a_bucket_name_taken_in_another_account_is_a_conflict_in_the_plan(ctx, monkeypatch):
+    from actions.setup import steps
+
+    # The one fault we cannot make for real here: moto has a single account, so "owned by someone
+    # else" (HTTP 403 on HeadBucket) is simulated by answering as S3 does for a foreign bucket.
+    real = steps.BucketStep._state
+
+    def foreign(self, t):
+        return {"foreign": True}
+
+    monkeypatch.setattr(steps.BucketStep, "_state", foreign)
+    changes = {c.step: c for c in setup.plan(ctx)}
+    assert changes["bucket"].action == setup.CONFLICT and "--bucket" in changes["bucket"].details[0]
+    assert changes["scripts"].action == setup.CREATE
+    monkeypatch.setattr(steps.BucketStep, "_state", real)
