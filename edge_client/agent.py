@@ -181,13 +181,14 @@ class Sender(threading.Thread):
     def _on_done(self, seq: int, fut) -> None:
         # Runs on the transport's network thread: account and get out; deletes happen in batches.
         self._inflight.pop(seq, None)
-        if fut.exception() is None:
+        exc = fut.exception()
+        if exc is None:
             self._acked.append(seq)
             if (self._stopping.is_set() or len(self._acked) >= 512
                     or (self._behind and len(self._inflight) <= self.window // 2)):
                 self._wake.set()  # time to delete a batch, or room in the window for waiting rows
         else:
-            self._failed.put((seq, fut.exception()))
+            self._failed.put((seq, exc))
             self._wake.set()
 
     def _send(self, seq: int, topic: str, payload: bytes, qos: int) -> None:

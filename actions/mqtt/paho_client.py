@@ -180,9 +180,10 @@ class PahoTransport(Transport):
 
 
 def _complete(fut: concurrent.futures.Future, failure: BaseException | None) -> None:
-    if fut.done():
-        return
-    if failure is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(failure)
+    try:
+        if failure is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(failure)
+    except concurrent.futures.InvalidStateError:
+        pass  # close() failed it first; the PUBACK that raced it changes nothing
