@@ -16,7 +16,6 @@ are compared with, so load from elsewhere on the machine falls on both:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess

@@ -88,7 +88,6 @@ def test_paho_publishes_survive_a_broker_restart(fresh_broker):
         for fut in first:
             fut.result(5)
         fresh_broker.stop()
-        assert not pub.wait_connected(0) or True
         during = [pub.publish(topic, f"{i}".encode()) for i in range(20, 40)]
         time.sleep(0.5)
         assert not any(f.done() for f in during), "acknowledged while the broker was down"
