@@ -457,14 +457,16 @@ class Agent:
 
     def run(self) -> int:
         """Run until stopped; return the process exit code."""
-        s = self.settings
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._on_signal)
-            signal.signal(signal.SIGINT, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous[signum] = signal.signal(signum, self._on_signal)
         try:
             return self._run()
         finally:
             self._shutdown_resources()
+            for signum, handler in previous.items():  # an embedding program gets its own back
+                signal.signal(signum, handler)
 
     def _run(self) -> int:
         s = self.settings
