@@ -200,13 +200,15 @@ def test_setup_plan(snap_compare):
 
 def test_logs(snap_compare):
     async def run_before(pilot):
-        from textual.widgets import Log
-
-        pilot.app.screen.query_one(Log).write_lines([
-            "2022-08-15T03:38:45.437Z [INFO] (Copier) com.greengrass.SageMakerEdgeManager.ImageClassification: "
-            'stdout. {"timestamp": "2022-08-15 03:38:45.282879+00:00"}',
-            "a line with \\x1b[2J an escaped control sequence",
-        ])
+        screen = pilot.app.screen
+        with screen._lock:
+            screen._lines.extend([
+                "2022-08-15T03:38:45.437Z [INFO] (Copier) com.greengrass.SageMakerEdgeManager.ImageClassification: "
+                'stdout. {"timestamp": "2022-08-15 03:38:45.282879+00:00", "inference-type": "image-classification", '
+                '"inference-results": [{"Label": "slot, one-armed bandit", "Score": "83.41295623779297"}]}',
+                "a line with \x1b[2J a control sequence and [bold]markup[/bold], both shown as text",
+            ])
+        screen._flush()
         await pilot.pause()
 
     assert snap_compare(_app("logs"), terminal_size=SIZE, run_before=run_before)

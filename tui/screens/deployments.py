@@ -114,8 +114,10 @@ class DeploymentsScreen(ConsoleScreen):
         self._devices_pane()
 
     def _tick(self) -> None:
-        active = any(r.get("deploymentStatus") == "ACTIVE" for r in self.rows.values())
-        if active and self.services.ctx is not None:
+        # Re-read the history only while a deployment is being followed: a thing group's deployment
+        # stays ACTIVE for as long as it is the group's latest, so ACTIVE alone says nothing.
+        following = any(w.group == "dep-follow" and w.is_running for w in self.workers)
+        if following and self.services.ctx is not None:
             self.load(self.group)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dep-follow", description="follow the deployment")

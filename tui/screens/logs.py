@@ -2,7 +2,7 @@
 
 `actions.logs.follow` reads the sandbox device's file or, on AWS, asks the edge server through SSM
 Run Command; it runs on a worker thread, which appends lines to a bounded buffer. A 10 Hz timer
-moves them into the `Log` widget in one batch. Lines are device data: control characters are
+moves them into the `RichLog` widget in one batch (as plain `Text`, never markup). Lines are device data: control characters are
 escaped before they are shown.
 """
 
@@ -15,7 +15,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Log, Static
+from textual.widgets import RichLog, Static
 
 from actions.errors import ConfigError
 from tui.safe_text import clean, plain
@@ -50,12 +50,13 @@ class LogsScreen(ConsoleScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="logs-summary")
-        yield Log(id="logs-view", max_lines=MAX_LINES, highlight=False)
+        # Wrapped: the runbook's log lines carry a whole prediction message and are long.
+        yield RichLog(id="logs-view", max_lines=MAX_LINES, wrap=True, markup=False, highlight=False)
 
     def on_mount(self) -> None:
         self.device = self.services.defaults.get("device", "")
         self.component = self.services.defaults.get("component", APP_COMPONENT)
-        self.query_one(Log).focus()
+        self.query_one(RichLog).focus()
         self.set_interval(0.1, self._flush)
         self._summary()
         if self.device:
@@ -85,7 +86,7 @@ class LogsScreen(ConsoleScreen):
             return
         self._halt()
         self._stop = threading.Event()
-        self.query_one(Log).clear()
+        self.query_one(RichLog).clear()
         with self._lock:
             self._lines.clear()
         self.received = 0
@@ -112,7 +113,9 @@ class LogsScreen(ConsoleScreen):
         if lines:
             self.received += len(lines)
             # Escape control characters: a log line must not move the cursor or recolour the screen.
-            self.query_one(Log).write_lines([clean(line, 2000) for line in lines])
+            view = self.query_one(RichLog)
+            for line in lines[-MAX_LINES:]:
+                view.write(Text(clean(line, 4000)))
             self._summary()
 
     def _summary(self) -> None:
@@ -159,4 +162,4 @@ class LogsScreen(ConsoleScreen):
         self._summary()
 
     def action_clear(self) -> None:
-        self.query_one(Log).clear()
+        self.query_one(RichLog).clear()
