@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import concurrent.futures
 import ipaddress
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -96,6 +97,14 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
         if part != "+" and part != tparts[i]:
             return False
     return len(fparts) == len(tparts)
+
+
+def deliver(callback: MessageCallback, topic: str, payload: bytes) -> None:
+    """Call a subscriber; its bug is logged, never allowed to kill the network thread."""
+    try:
+        callback(topic, payload)
+    except Exception:
+        logging.getLogger("actions.mqtt").exception("subscriber callback failed for a message on %s", topic)
 
 
 def failed_future(exc: BaseException) -> concurrent.futures.Future:

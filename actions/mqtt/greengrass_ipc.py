@@ -14,7 +14,7 @@ import os
 import threading
 
 from actions.errors import MqttError
-from actions.mqtt.base import MessageCallback, Transport, closed_error, failed_future
+from actions.mqtt.base import MessageCallback, Transport, closed_error, deliver, failed_future
 
 SOCKET_ENV = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
 QOS = {0: "0", 1: "1"}  # awsiot.greengrasscoreipc.model.QOS values
@@ -85,7 +85,7 @@ class GreengrassIpcTransport(Transport):
         def on_event(event) -> None:
             message = getattr(event, "message", None)
             if message is not None:
-                callback(message.topic_name, bytes(message.payload or b""))
+                deliver(callback, message.topic_name, bytes(message.payload or b""))
 
         _resp, operation = self._client.subscribe_to_iot_core(
             topic_name=topic_filter, qos=QOS.get(qos, "1"), on_stream_event=on_event)

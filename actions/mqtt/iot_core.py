@@ -12,7 +12,7 @@ import threading
 import uuid
 
 from actions.errors import ConfigError, MqttError
-from actions.mqtt.base import (MessageCallback, MqttSettings, Transport, Will, closed_error,
+from actions.mqtt.base import (MessageCallback, MqttSettings, Transport, Will, closed_error, deliver,
                                failed_future, topic_matches)
 
 
@@ -99,7 +99,7 @@ class IotCoreTransport(Transport):
             subs = list(self._subs.items())
         for topic_filter, (callback, _qos) in subs:
             if topic_matches(topic_filter, packet.topic):
-                callback(packet.topic, bytes(packet.payload or b""))
+                deliver(callback, packet.topic, bytes(packet.payload or b""))
 
     # -- Transport ------------------------------------------------------------------------------
     def connect(self, timeout: float | None = 10.0) -> None:

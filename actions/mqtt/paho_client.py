@@ -11,7 +11,7 @@ import uuid
 import paho.mqtt.client as mqtt
 
 from actions.errors import ConfigError, MqttError
-from actions.mqtt.base import (MessageCallback, MqttSettings, Transport, Will, closed_error,
+from actions.mqtt.base import (MessageCallback, MqttSettings, Transport, Will, closed_error, deliver,
                                failed_future, is_loopback)
 
 
@@ -119,7 +119,7 @@ class PahoTransport(Transport):
             subs = list(self._subs.items())
         for topic_filter, (callback, _qos) in subs:
             if mqtt.topic_matches_sub(topic_filter, message.topic):
-                callback(message.topic, message.payload)
+                deliver(callback, message.topic, message.payload)
 
     # -- Transport ------------------------------------------------------------------------------
     def connect(self, timeout: float | None = 10.0) -> None:

@@ -199,3 +199,22 @@ def test_greengrass_ipc_without_nucleus_says_so(monkeypatch, tmp_path):
 ])
 def test_topic_matches(flt, topic, ok):
     assert topic_matches(flt, topic) is ok
+
+
+def test_a_failing_subscriber_does_not_kill_the_connection(mqtt_broker):
+    topic = f"t/{uuid.uuid4().hex}"
+    got: queue.Queue = queue.Queue()
+
+    def flaky(t, payload):
+        if payload == b"boom":
+            raise ValueError("a bug in the subscriber")
+        got.put(payload)
+
+    with open_transport(_plain(mqtt_broker)) as t:
+        t.connect(timeout=5)
+        t.subscribe(topic, flaky)
+        time.sleep(0.3)
+        t.publish(topic, b"boom").result(5)
+        t.publish(topic, b"after").result(5)
+        assert _drain(got, 1) == [b"after"]
+        assert t.connected
