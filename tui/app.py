@@ -45,10 +45,11 @@ class EdgeConsoleApp(App):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, services: Services, start: str = "live") -> None:
+    def __init__(self, services: Services, start: str = "live", handle_signals: bool = False) -> None:
         super().__init__()
         self.services = services
         self.start_mode = start
+        self.handle_signals = handle_signals
         for mode, cls in _screen_classes().items():
             self.add_mode(mode, cls)
 
@@ -58,6 +59,15 @@ class EdgeConsoleApp(App):
         return self.services.clock
 
     def on_mount(self) -> None:
+        if self.handle_signals:
+            # An SSH session that drops sends SIGHUP; a service manager sends SIGTERM. Either way the
+            # app exits through its normal path, so whoever started it can clean up (the sandbox).
+            import asyncio
+            import signal
+
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                loop.add_signal_handler(sig, lambda s=sig: self.exit(return_code=128 + s))
         self.switch_mode(self.start_mode)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -75,7 +85,7 @@ class EdgeConsoleApp(App):
 
 def make_app(ctx: Any, *, subscribe: Subscribe | None = None, clock: Clock | None = None,
              where: str = "", defaults: dict[str, str] | None = None, sandbox: Any = None,
-             start: str = "live") -> EdgeConsoleApp:
+             start: str = "live", handle_signals: bool = False) -> EdgeConsoleApp:
     """Build the console App.
 
     Args:
@@ -86,13 +96,14 @@ def make_app(ctx: Any, *, subscribe: Subscribe | None = None, clock: Clock | Non
         defaults: form defaults by name (thing, group, model file, component names).
         sandbox: the running sandbox when started with `--sandbox`.
         start: the screen to open first (a mode name: setup, jobs, fleet, deployments, live, logs).
+        handle_signals: exit cleanly on SIGHUP and SIGTERM (the command line; not in tests).
 
     Returns:
         The App, not yet running.
     """
     services = Services(ctx=ctx, clock=clock or Clock(), subscribe=subscribe, where=where,
                         defaults=dict(defaults or {}), sandbox=sandbox)
-    return EdgeConsoleApp(services, start=start)
+    return EdgeConsoleApp(services, start=start, handle_signals=handle_signals)
 
 
 def _parser() -> argparse.ArgumentParser:

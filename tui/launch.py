@@ -11,6 +11,7 @@ operator's would. Progress is printed one line a step while it runs.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,10 @@ DEMO_JOB = "demo-efficientnet-lite0"
 
 
 def _say(message: str) -> None:
-    print(f"edge-console: {message}", file=sys.stderr, flush=True)
+    try:
+        print(f"edge-console: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass  # the terminal is gone (SSH dropped); carry on cleaning up
 
 
 def _last(events, label: str):
@@ -87,21 +91,36 @@ def bootstrap_sandbox(state_dir: Path | None = None, device: str | None = None):
         raise
 
 
+def _exit_on_signals() -> None:
+    """SIGHUP (the SSH session dropped) and SIGTERM end the program through `finally` blocks, so the
+    sandbox's server, broker and device processes are stopped rather than left behind."""
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
 def run_sandbox_console(args: argparse.Namespace) -> int:
     """`edge-console --sandbox`: bootstrap, open the console, stop the sandbox on exit."""
     from tui.app import make_app
     from tui.mqtt_link import broker_subscriber
 
+    _exit_on_signals()
     sb, ctx, facts = bootstrap_sandbox()
     try:
         _say("ready: opening the console (q quits, Ctrl+P lists every command)")
         app = make_app(ctx, subscribe=broker_subscriber(sb.broker.host, sb.broker.port),
-                       where=f"sandbox {sb.endpoint_url}", defaults=facts, sandbox=sb, start=args.screen)
+                       where=f"sandbox {sb.endpoint_url}", defaults=facts, sandbox=sb, start=args.screen,
+                       handle_signals=True)
         app.run()
         return app.return_code or 0
     finally:
+        _exit_on_signals()  # the app's loop removed its handlers when it closed
         _say("stopping the sandbox")
         sb.stop()
+        _say("sandbox stopped")
 
 
 def run_aws_console(args: argparse.Namespace) -> int:
@@ -123,7 +142,7 @@ def run_aws_console(args: argparse.Namespace) -> int:
     cfg = SetupConfig()
     defaults = {"group": cfg.thing_group_name, "device": cfg.thing_name}
     app = make_app(ctx, subscribe=subscribe, where=f"AWS {ctx.region} stack {ctx.stack}", defaults=defaults,
-                   start=args.screen)
+                   start=args.screen, handle_signals=True)
     app.run()
     return app.return_code or 0
 

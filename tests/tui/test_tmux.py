@@ -52,6 +52,10 @@ class Terminal:
             time.sleep(0.3)
         raise AssertionError(f"never saw {texts!r}; the screen shows:\n{screen}")
 
+    def hang_up(self) -> None:
+        """What a dropped SSH session does: the terminal goes away and the program gets SIGHUP."""
+        self._tmux("kill-session", "-t", "main")
+
     def close(self) -> None:
         self._tmux("kill-server")
         self.done.unlink(missing_ok=True)
@@ -106,5 +110,21 @@ def test_sandbox_console_in_a_terminal():
         while _sandbox_processes() - before and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not _sandbox_processes() - before, "the sandbox's processes outlived the console"
+    finally:
+        term.close()
+
+
+def test_a_dropped_terminal_stops_the_sandbox():
+    venv_bin = Path(sys.executable).parent
+    before = _sandbox_processes()
+    term = Terminal(f"{venv_bin}/edge-console --sandbox", {"TERM": "xterm-256color"})
+    try:
+        term.wait_for("5 Live", "mything", timeout=240)
+        assert _sandbox_processes() - before, "the sandbox should be running while the console is open"
+        term.hang_up()
+        deadline = time.monotonic() + 40
+        while _sandbox_processes() - before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _sandbox_processes() - before, "SIGHUP left the sandbox's processes running"
     finally:
         term.close()
