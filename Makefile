@@ -28,7 +28,7 @@ broker:
 	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; }
 
 demo: deps model
-	$(PY) -m fixtures.demo
+	$(VENV)/bin/edge-console --sandbox
 
 test: deps model broker
 	$(PY) -m pytest
