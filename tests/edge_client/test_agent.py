@@ -330,3 +330,39 @@ def test_watched_directory_is_not_classified_again_after_a_restart(tmp_path, fre
         consumer.close()
     sources = {seq: p.source for seq, p in consumer.predictions().items()}
     assert sources == {1: "chelsea.jpg", 2: "coffee.jpg", 3: "rocket.jpg"}
+
+
+def test_status_on_change_and_on_interval(tmp_path, fresh_broker, model_dir, images):
+    """A long interval still gets a status at once on a change (connect, model swap); a short one ticks."""
+    models = tmp_path / "models"
+    models.mkdir()
+    _copy_model(model_dir, models / "v1", "1.0.0")
+    _copy_model(model_dir, models / "v2", "2.0.0")
+    current = models / "current"
+    current.symlink_to(models / "v1")
+    cfg, s = config(tmp_path, fresh_broker, current, images, loop=True, interval=0.2, status_interval=60)
+    consumer = Consumer(fresh_broker, s["topic"])
+    agent = AgentProcess(cfg, tmp_path / "agent.log")
+    try:
+        assert consumer.wait_for(lambda c: c.last_status() and c.last_status().model_version == "1.0.0", 30)
+        tmp = models / "current.tmp"
+        tmp.symlink_to(models / "v2")
+        tmp.replace(current)
+        assert consumer.wait_for(lambda c: c.last_status() and c.last_status().model_version == "2.0.0", 10), \
+            agent.output()
+        # Now a short interval, through the config file (a live setting): statuses tick without changes.
+        s["status_interval"] = 0.5
+        write_config(cfg, **s)
+        time.sleep(1.0)  # the agent notices the new file
+        before = len(consumer.statuses)
+        time.sleep(3.0)
+        ticks = len(consumer.statuses) - before
+        assert 3 <= ticks <= 10, ticks
+        status = consumer.last_status()
+        assert status.state == "running" and status.connected and status.images > 0
+        assert status.images_per_s and 1 < status.images_per_s < 10  # interval 0.2 s: about 5 per second
+        agent.signal(signal.SIGTERM)
+        assert agent.wait(30) == 0
+    finally:
+        agent.stop()
+        consumer.close()
