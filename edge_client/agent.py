@@ -673,8 +673,11 @@ class Agent:
         if s.log_predictions:
             # The runbook's component printed each prediction's JSON; operators tail for it.
             with self._print_lock:
-                sys.stdout.write(built[0].decode("utf-8") + "\n")
-                sys.stdout.flush()
+                try:
+                    sys.stdout.write(built[0].decode("utf-8") + "\n")
+                    sys.stdout.flush()
+                except (OSError, ValueError):
+                    pass  # stdout gone (closed pipe): the prediction is in the outbox all the same
         return True
 
     def _drain_and_stop(self) -> int:
