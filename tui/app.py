@@ -114,7 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--region", help="AWS region (default: AWS_REGION or the profile's region)")
     p.add_argument("--stack", default=None, help="stack name used to tag and find resources")
     p.add_argument("--screen", default="live", choices=[m for m, *_ in NAV], help="screen to open first")
-    p.add_argument("--mqtt", metavar="HOST:PORT", help="MQTT broker for the live screen (default: AWS IoT Core)")
+    p.add_argument("--mqtt", metavar="HOST:PORT", help="a plain MQTT broker for the live and fleet screens")
+    p.add_argument("--iot-endpoint", metavar="HOST",
+                   help="AWS IoT Core data endpoint (aws iot describe-endpoint --endpoint-type iot:Data-ATS)")
+    p.add_argument("--cert", metavar="FILE", help="client certificate for AWS IoT Core (mutual TLS)")
+    p.add_argument("--key", metavar="FILE", help="the certificate's private key")
+    p.add_argument("--ca", metavar="FILE", help="CA certificate (default: the system store)")
     return p
 
 
@@ -124,6 +129,10 @@ def run_console(argv: list[str]) -> int:
 
     args = _parser().parse_args(argv)
     try:
+        from fixtures.sandbox import SandboxError
+    except ImportError:  # an install without the sandbox extra
+        SandboxError = EdgeConsoleError  # noqa: N806
+    try:
         if args.sandbox:
             from tui.launch import run_sandbox_console
 
@@ -131,7 +140,7 @@ def run_console(argv: list[str]) -> int:
         from tui.launch import run_aws_console
 
         return run_aws_console(args)
-    except EdgeConsoleError as exc:
+    except (EdgeConsoleError, SandboxError) as exc:
         print(f"edge-console: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

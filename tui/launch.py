@@ -123,6 +123,35 @@ def run_sandbox_console(args: argparse.Namespace) -> int:
         _say("sandbox stopped")
 
 
+def mqtt_from_args(args: argparse.Namespace):
+    """The MQTT subscriber the options ask for: --mqtt HOST:PORT, or AWS IoT Core with a certificate.
+
+    Raises:
+        ConfigError: an option is malformed or a file is missing (one line, says what to pass).
+    """
+    from pathlib import Path
+
+    from actions.mqtt import MqttSettings
+    from tui.mqtt_link import broker_subscriber, subscriber
+
+    if args.mqtt:
+        host, _, port = args.mqtt.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"--mqtt {args.mqtt!r} is not HOST:PORT, e.g. --mqtt 127.0.0.1:1883.")
+        return broker_subscriber(host, int(port))
+    if args.iot_endpoint:
+        if not (args.cert and args.key):
+            raise ConfigError("--iot-endpoint needs --cert and --key: the certificate and key of a thing whose "
+                              "policy allows iot:Connect, iot:Subscribe and iot:Receive.")
+        for flag, path in (("--cert", args.cert), ("--key", args.key), ("--ca", args.ca)):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{flag} {path} does not exist; pass the path of the PEM file.")
+        settings = MqttSettings(transport="iot-core", iot_endpoint=args.iot_endpoint, port=8883,
+                                cert_path=args.cert, key_path=args.key, ca_path=args.ca, protocol=5)
+        return subscriber(settings, kind="iot-core")
+    return None
+
+
 def run_aws_console(args: argparse.Namespace) -> int:
     """`edge-console`: the console against AWS (profile and region from the usual settings)."""
     from actions.context import Context
@@ -131,14 +160,7 @@ def run_aws_console(args: argparse.Namespace) -> int:
 
     kwargs = {"stack": args.stack} if args.stack else {}
     ctx = Context.from_aws(args.profile, args.region, **kwargs)
-    subscribe = None
-    if args.mqtt:
-        from tui.mqtt_link import broker_subscriber
-
-        host, _, port = args.mqtt.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"--mqtt {args.mqtt!r} is not HOST:PORT, e.g. --mqtt 127.0.0.1:1883.")
-        subscribe = broker_subscriber(host, int(port))
+    subscribe = mqtt_from_args(args)
     cfg = SetupConfig()
     defaults = {"group": cfg.thing_group_name, "device": cfg.thing_name}
     app = make_app(ctx, subscribe=subscribe, where=f"AWS {ctx.region} stack {ctx.stack}", defaults=defaults,

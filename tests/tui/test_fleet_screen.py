@@ -81,3 +81,21 @@ def test_model_keeps_unknown_values_last():
     assert model.apply_statuses() == {"b"}
     assert model.view("ips") == ["b", "a"] and model.view("ips", reverse=True) == ["b", "a"]
     assert model.malformed_statuses == 1
+
+
+@sync
+async def test_an_unreachable_endpoint_is_a_message_and_the_app_keeps_working(tmp_path):
+    from actions.context import Context
+    from fixtures.broker import free_port
+    from tui.app import make_app
+
+    # Nothing listens on this port: every AWS call fails the way a dead network does.
+    ctx = Context.for_sandbox(f"http://127.0.0.1:{free_port()}", state_dir=tmp_path)
+    app = make_app(ctx, start="fleet", defaults={"group": "mythinggroupname"})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "cannot be reached" in screen_text(app), timeout=20)
+        assert "Could not" in screen_text(app)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: "cannot be reached" in screen_text(app), timeout=20)
+        await pilot.press("5")
+        assert app.current_mode == "live"

@@ -1,0 +1,39 @@
+"""`edge-console` on the command line: an operator's mistake is one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent / "edge-console"
+
+
+def _run(*args: str, **env) -> subprocess.CompletedProcess:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environ.update(env)
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=60, env=environ)
+
+
+def test_unknown_profile_is_one_line():
+    out = _run("--profile", "no-such-profile-here", "--region", "us-east-1",
+               AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no-such-profile-here" in lines[0] and "Traceback" not in out.stderr
+
+
+def test_missing_region_is_one_line():
+    out = _run(AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    assert out.returncode == 1
+    assert out.stderr.strip() == "edge-console: No AWS region is set; pass --region or set AWS_REGION."
+
+
+def test_bad_mqtt_options_are_one_line():
+    out = _run("--region", "us-east-1", "--mqtt", "localhost", AWS_CONFIG_FILE="/nonexistent")
+    assert out.returncode == 1 and "is not HOST:PORT" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    out = _run("--region", "us-east-1", "--iot-endpoint", "x-ats.iot.us-east-1.amazonaws.com", "--cert", "/nope.pem",
+               "--key", "/nope.key", AWS_CONFIG_FILE="/nonexistent")
+    assert out.returncode == 1 and "--cert /nope.pem does not exist" in out.stderr
