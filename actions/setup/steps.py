@@ -310,15 +310,17 @@ class InstanceProfileStep(Step):
 def _iot_tags(t: Target, arn: str) -> list[dict[str, str]] | None:
     """The IoT resource's tags, or None when the endpoint cannot list them.
 
-    moto (under the sandbox) does not implement IoT ListTagsForResource and answers HTTP 500;
-    real AWS always does. None makes the caller fall back to a second ownership mark.
+    moto (under the sandbox) does not implement IoT ListTagsForResource (HTTP 500, or NotImplemented
+    from the sandbox's layer); real AWS always does. None makes the caller fall back to a second ownership mark.
     """
     try:
         return t.ctx.client("iot").list_tags_for_resource(resourceArn=arn).get("tags", [])
     except Exception as exc:
         from botocore.parsers import ResponseParserError
 
-        if t.ctx.is_sandbox and (isinstance(exc, ResponseParserError) or error_code(exc) in ("500", "InternalFailure")):
+        unimplemented = isinstance(exc, ResponseParserError) or error_code(exc) in (
+            "500", "InternalFailure", "NotImplemented")
+        if t.ctx.is_sandbox and unimplemented:
             return None
         with aws_call(f"read the tags of {arn}"):
             raise
