@@ -246,3 +246,19 @@ def test_a_bucket_name_taken_in_another_account_is_a_conflict_in_the_plan(ctx, m
     assert changes["bucket"].action == setup.CONFLICT and "--bucket" in changes["bucket"].details[0]
     assert changes["scripts"].action == setup.CREATE
     monkeypatch.setattr(steps.BucketStep, "_state", real)
+
+
+def test_the_edge_server_scripts_are_valid_bash(tmp_path):
+    import subprocess
+
+    from actions.setup.config import SCRIPT_NAMES, script, user_data
+
+    files = {name: script(name) for name in SCRIPT_NAMES}
+    files["user-data"] = user_data(SetupConfig(), "ec2-scripts-us-east-1-123456789012")
+    for name, text in files.items():
+        path = tmp_path / name
+        path.write_text(text)
+        proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert text.startswith("#!/bin/bash") and "set -euo pipefail" in text
+    assert "--env-file" in files["start-greengrass.sh"] and "docker" in files["install-greengrass.sh"]
