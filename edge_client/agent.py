@@ -511,7 +511,7 @@ class Agent:
         try:
             images = open_source(s.source, loop=s.loop, stop=self.stop_event,
                                  on_error=lambda name, why: self._image_error(name, why),
-                                 resume=self.outbox.get_state(self._source_key))
+                                 resume=self.outbox.get_state(self._source_key), idle=True)
         except ConfigError as exc:
             return self._fatal(str(exc))
         # The transport keeps max_inflight on the wire and queues the rest of the window itself, so
@@ -563,60 +563,44 @@ class Agent:
     def _prepared(self, images):
         """Images made ready for the model, in source order.
 
-        A second thread takes each image when it is due (interval, max_rate), reads and decodes it,
-        and hands it over through a queue of one: the next image is decoded (which releases the
-        GIL) while the current one runs through the model, and an image is passed on as soon as it
-        is ready, never held back waiting for the one after it.
+        With an interval, each image is taken when it is due. Without one, the next image is read
+        ahead and decoded on a worker thread while the current one runs through the model
+        (decoding releases the GIL). The source says when it is about to wait for new images
+        (None), and the image read ahead is passed on then rather than held back.
         """
-        done = object()
-        handoff: queue.Queue = queue.Queue(maxsize=1)
-        quit_ = threading.Event()
+        from concurrent.futures import ThreadPoolExecutor
 
-        def put(item) -> bool:
-            while not quit_.is_set():
-                try:
-                    handoff.put(item, timeout=0.25)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            next_due = time.monotonic()
-            try:
-                for image in images:
-                    if quit_.is_set() or self.stop_event.is_set():
-                        return
-                    period = self.settings.period
-                    if period:
-                        now = time.monotonic()
-                        if now < next_due and self.stop_event.wait(next_due - now):
-                            return
-                        next_due = max(next_due + period, time.monotonic())
-                    if not put(self._prepare(image, self.model)):
-                        return
-                put(done)
-            except BaseException as exc:  # surfaces in the main thread, which decides what it means
-                put(exc)
-
-        thread = threading.Thread(target=produce, name="preprocess", daemon=True)
-        thread.start()
+        next_due = time.monotonic()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="preprocess")
+        pending = None
         try:
-            while True:
-                try:
-                    item = handoff.get(timeout=0.25)
-                except queue.Empty:
-                    if self.stop_event.is_set() or not thread.is_alive():
-                        return
+            for image in images:
+                if image is None:  # the source is about to wait: finish what we hold
+                    if pending is not None:
+                        yield pending.result()
+                        pending = None
                     continue
-                if item is done:
+                s = self.settings
+                if s.period:
+                    if pending is not None:
+                        yield pending.result()
+                        pending = None
+                    now = time.monotonic()
+                    if now < next_due and self.stop_event.wait(next_due - now):
+                        return
+                    next_due = max(next_due + s.period, time.monotonic())
+                    yield self._prepare(image, self.model)
+                else:
+                    fut = pool.submit(self._prepare, image, self.model)
+                    if pending is not None:
+                        yield pending.result()
+                    pending = fut
+                if self.stop_event.is_set():
                     return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            if pending is not None:
+                yield pending.result()
         finally:
-            quit_.set()
-            thread.join(2)
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _classify_loop(self, images) -> bool:
         """Classify until the source ends (True) or the agent is stopped (False)."""

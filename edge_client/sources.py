@@ -62,7 +62,7 @@ def describe_source(spec: str) -> str:
 
 def open_source(spec: str, *, loop: bool = False, stop: threading.Event | None = None,
                 poll_interval: float = 0.5, on_error: ErrorCallback | None = None,
-                resume: str | None = None) -> Iterator[Image]:
+                resume: str | None = None, idle: bool = False) -> Iterator[Image | None]:
     """Iterate over the images of `spec`.
 
     Args:
@@ -74,6 +74,8 @@ def open_source(spec: str, *, loop: bool = False, stop: threading.Event | None =
         on_error: called with (name, reason) for an image that cannot be read.
         resume: for a watched directory (without loop), the `marker` of the last image handled
             before a restart: images up to it are not classified again.
+        idle: yield None before waiting for new images, so a consumer that reads ahead can
+            finish what it holds instead of sitting on it while the source waits.
 
     Returns:
         An iterator of Image.
@@ -86,14 +88,14 @@ def open_source(spec: str, *, loop: bool = False, stop: threading.Event | None =
     on_error = on_error or _ignore
     kind = describe_source(spec)
     if kind == "camera":
-        return _camera(spec, stop)
+        return _camera(spec, stop, idle)
     if kind == "directory":
-        return _directory(Path(spec).expanduser(), loop, stop, poll_interval, on_error, resume)
+        return _directory(Path(spec).expanduser(), loop, stop, poll_interval, on_error, resume, idle)
     if kind == "glob":
         pattern = os.path.expanduser(spec)
         if not _glob.glob(pattern):
             raise ConfigError(f"source {spec!r} matches no file: check the pattern or the directory")
-        return _glob_source(pattern, loop, stop, on_error)
+        return _glob_source(pattern, loop, stop, on_error, idle)
     path = Path(spec).expanduser()
     if not path.is_file():
         raise ConfigError(f"source {spec} does not exist: set source to an image file, a directory, "
@@ -110,7 +112,8 @@ def _file(path: Path, loop: bool, stop: threading.Event, on_error: ErrorCallback
             return
 
 
-def _glob_source(pattern: str, loop: bool, stop: threading.Event, on_error: ErrorCallback) -> Iterator[Image]:
+def _glob_source(pattern: str, loop: bool, stop: threading.Event, on_error: ErrorCallback,
+                 idle: bool = False) -> Iterator[Image | None]:
     while not stop.is_set():
         paths = sorted(Path(p) for p in _glob.glob(pattern))
         yielded = False
@@ -126,6 +129,8 @@ def _glob_source(pattern: str, loop: bool, stop: threading.Event, on_error: Erro
         if not loop:
             return
         if not yielded:
+            if idle:
+                yield None
             stop.wait(1.0)  # nothing matches right now: do not spin
 
 
@@ -140,7 +145,8 @@ def _parse_marker(marker: str | None) -> tuple[int, str] | None:
 
 
 def _directory(directory: Path, loop: bool, stop: threading.Event, poll_interval: float,
-               on_error: ErrorCallback, resume: str | None = None) -> Iterator[Image]:
+               on_error: ErrorCallback, resume: str | None = None,
+               idle: bool = False) -> Iterator[Image | None]:
     """Watch mode: images oldest first (by modification time, then name), then new ones as they
     appear; a rewritten image counts as new. Loop mode: all images by name, round and round."""
     seen: dict[str, tuple[int, int]] = {}  # name -> (mtime_ns, size) of the version classified
@@ -150,6 +156,8 @@ def _directory(directory: Path, loop: bool, stop: threading.Event, poll_interval
             entries = [p for p in directory.iterdir() if _is_image(p)]
         except OSError as exc:
             on_error(directory.name, f"cannot list {directory}: {exc.strerror or exc}")
+            if idle:
+                yield None
             stop.wait(poll_interval)
             continue
         fresh = []
@@ -176,10 +184,12 @@ def _directory(directory: Path, loop: bool, stop: threading.Event, poll_interval
             present = {p.name for p in entries}
             seen = {k: v for k, v in seen.items() if k in present}
         if not fresh or not loop:
+            if idle:
+                yield None
             stop.wait(poll_interval)
 
 
-def _camera(spec: str, stop: threading.Event) -> Iterator[Image]:
+def _camera(spec: str, stop: threading.Event, idle: bool = False) -> Iterator[Image | None]:
     try:
         import cv2
     except ImportError:
@@ -199,6 +209,8 @@ def _camera(spec: str, stop: threading.Event) -> Iterator[Image]:
             while not stop.is_set():
                 ok, frame = capture.read()
                 if not ok:
+                    if idle:
+                        yield None
                     stop.wait(0.1)
                     continue
                 n += 1

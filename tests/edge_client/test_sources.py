@@ -112,3 +112,16 @@ def test_directory_resumes_after_its_marker(tmp_path):
         if len(again) == 2:
             stop.set()
     assert again == ["c.jpg", "d.jpg"]
+
+
+def test_idle_marker_before_waiting(tmp_path):
+    """With idle=True a watched directory says it is about to wait (None), so a reader that
+    decodes ahead passes on the image it holds instead of sitting on it."""
+    (tmp_path / "1.jpg").write_bytes(b"one")
+    stop = threading.Event()
+    items = []
+    for item in open_source(str(tmp_path), stop=stop, poll_interval=0.01, idle=True):
+        items.append(item and item.name)
+        if len(items) == 2:
+            stop.set()
+    assert items == ["1.jpg", None]
