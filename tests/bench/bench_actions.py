@@ -54,13 +54,22 @@ def run(report) -> None:
         ctx = Context.for_sandbox(sb.endpoint_url, stack=f"bench{uuid.uuid4().hex[:4]}", state_dir=Path(tmp) / "st",
                                   sandbox_state_dir=sb.state_dir)
 
-        # Setup: plan (reads only), apply, and the second apply's mutating calls.
+        # Setup: plan (reads only), apply, and the second apply's mutating calls. The first call of
+        # each service builds moto's backend (IAM loads every managed policy): warm them up first.
         start = time.perf_counter()
-        setup.plan(ctx)
-        report("setup plan (8 steps, read only)", time.perf_counter() - start, "s", target="< 5 s")
+        for service in ("sts", "iam", "s3", "ec2", "ssm", "iot"):
+            getattr(ctx.client(service), {"sts": "get_caller_identity", "iam": "list_roles", "s3": "list_buckets",
+                                          "ec2": "describe_instances", "ssm": "describe_parameters",
+                                          "iot": "list_thing_groups"}[service])()
+        report("sandbox warm-up (first call of 6 services)", time.perf_counter() - start, "s")
+        start = time.perf_counter()
+        changes = setup.plan(ctx)
+        elapsed = time.perf_counter() - start
+        report(f"setup plan ({len(changes)} steps, read only)", elapsed, "s", target="< 5 s", ok=elapsed < 5)
         start = time.perf_counter()
         list(setup.apply(ctx))
-        report("setup apply from nothing", time.perf_counter() - start, "s", target="< 30 s")
+        elapsed = time.perf_counter() - start
+        report("setup apply from nothing", elapsed, "s", target="< 30 s", ok=elapsed < 30)
         names: list[str] = []
         ctx.register("before-call.*.*", lambda model, **kw: names.append(model.name))
         start = time.perf_counter()
@@ -96,7 +105,8 @@ def run(report) -> None:
         start = time.perf_counter()
         done = list(pk.package(ctx, pk.PackageSpec(root / "onnx", bucket=bucket, images_dir=images,
                                                    python=sys.executable)))[-1]
-        report("package (archive, upload, publish 2 components)", time.perf_counter() - start, "s", target="< 20 s")
+        elapsed = time.perf_counter() - start
+        report("package (archive, upload, publish 2 components)", elapsed, "s", target="< 20 s", ok=elapsed < 20)
         device = "benchdevice"
         sb.add_device(device, setup.SetupConfig().thing_group_name)
         start = time.perf_counter()
