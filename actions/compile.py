@@ -143,10 +143,14 @@ def upload_model(ctx: Context, model_tar: Path, *, bucket: str | None = None) ->
 
     worker = threading.Thread(target=upload, name="upload-model", daemon=True)
     worker.start()
-    done = 0
+    done, shown = 0, -1
     while (chunk := sent.get()) is not None:
         done += chunk
-        yield Progress("upload", RUNNING, f"uploading {model_tar.name}", round(20.0 * done / max(size, 1), 1))
+        step = int(20 * done / max(size, 1))  # one event per 5 % of the file, not one per chunk
+        if step > shown:
+            shown = step
+            yield Progress("upload", RUNNING, f"uploading {model_tar.name} ({done * 100 // max(size, 1)} %)",
+                           round(20.0 * done / max(size, 1), 1), {"bytes": done, "size": size})
     worker.join()
     if failure:
         with aws_call(f"upload {model_tar} to {uri}"):

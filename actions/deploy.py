@@ -167,7 +167,8 @@ def follow(ctx: Context, deployment_id: str, *, timeout: float = 900.0, poll: fl
                 phase = DONE if state.status in SUCCESS else FAILED if state.status in FAILURE else \
                     PENDING if state.status == "QUEUED" else RUNNING
                 done = sum(s.finished for s in seen.values())
-                yield Progress(name, phase, f"{state.status}{': ' + state.reason if state.reason else ''}",
+                reason = state.reason if state.reason and state.reason != "SUCCESSFUL" else ""
+                yield Progress(name, phase, f"{state.status}{': ' + reason if reason else ''}",
                                round(100 * done / len(names), 1), {"deployment_id": deployment_id,
                                                                   "status": state.status, "reason": state.reason})
         if all(name in seen and seen[name].finished for name in names):
