@@ -47,6 +47,7 @@ class SetupConfig:
         instance_name, instance_type, volume_gib, ami_parameter: the edge server.
         greengrass_image: the Docker image the start script runs.
         subnet_id: launch the edge server in this subnet (None: the default VPC's default subnet).
+        teardown_timeout_s: at destroy, how long to wait for devices to remove our components.
     """
 
     role_name: str = "SageMakerGreenGrassV2MinimalResourceRole"
@@ -67,6 +68,7 @@ class SetupConfig:
     greengrass_image: str = "amazon/aws-iot-greengrass:latest"
     component_prefix: str = COMPONENT_PREFIX
     subnet_id: str | None = None
+    teardown_timeout_s: float = 120.0
 
     def validate(self) -> SetupConfig:
         """Check every setting; return self.

@@ -774,6 +774,38 @@ class PublishedStep(Step):
     def apply(self, t: Target) -> Iterator[Progress]:
         return iter(())
 
+    def _teardown_devices(self, t: Target, found: dict[str, list[str]]) -> Iterator[Progress]:
+        """Deleting a deployment leaves its components running on the devices: first deploy an
+        empty configuration to every target whose latest deployment is ours, and follow it.
+
+        Devices that do not confirm within `cfg.teardown_timeout_s` (offline ones) keep the
+        components until they get another deployment; the event says which.
+        """
+        from actions import deploy
+
+        gg, (key, value) = t.ctx.client("greengrassv2"), t.ctx.tag
+        targets = set()
+        for dep_id in found["deployments"]:
+            with aws_call(f"read the deployment {dep_id}"):
+                dep = gg.get_deployment(deploymentId=dep_id)
+            if dep.get("isLatestForTarget") and dep.get("deploymentStatus") in ("ACTIVE", "COMPLETED"):
+                targets.add(dep["targetArn"])
+        for target in sorted(targets):
+            name = target.rsplit("/", 1)[-1]
+            with aws_call(f"remove our components from the devices of {name}"):
+                dep_id = gg.create_deployment(targetArn=target, deploymentName=f"{t.ctx.stack}-teardown",
+                                              components={}, tags={key: value})["deploymentId"]
+            found["deployments"].append(dep_id)
+            yield _progress(self.key, f"removing our components from the devices of {name}", deployment_id=dep_id)
+            last = None
+            for last in deploy.follow(t.ctx, dep_id, timeout=t.cfg.teardown_timeout_s):
+                pass
+            left = sorted(d for d, status in ((last.data or {}).get("devices") or {}).items()
+                          if status not in deploy.SUCCESS)
+            yield _progress(self.key, f"components removed from the devices of {name}" if not left else
+                            f"{', '.join(left)} did not confirm; their components stay until their next deployment",
+                            devices=(last.data or {}).get("devices"))
+
     def destroy_check(self, t: Target) -> Change:
         try:
             found = self._ours(t)
@@ -790,6 +822,7 @@ class PublishedStep(Step):
 
     def destroy(self, t: Target) -> Iterator[Progress]:
         gg, sm, found = t.ctx.client("greengrassv2"), t.ctx.client("sagemaker"), self._ours(t)
+        yield from self._teardown_devices(t, found)
         for dep_id in found["deployments"]:
             with aws_call(f"remove the deployment {dep_id}"):
                 if gg.get_deployment(deploymentId=dep_id).get("deploymentStatus") == "ACTIVE":

@@ -353,7 +353,7 @@ def test_edge_manager_leftovers_found_and_removed_and_ours_kept(stack, published
 
 
 def test_destroy_removes_what_compile_package_and_deploy_made_for_this_stack_only(sandbox, stack, published,
-                                                                                 tmp_path):
+                                                                                 tmp_path, add_device):
     other_ctx, _ = stack  # the module's stack: its components must survive
     uid = uuid.uuid4().hex[:6]
     ctx = Context.for_sandbox(sandbox.endpoint_url, stack=f"gone{uid}", state_dir=tmp_path,
@@ -368,7 +368,11 @@ def test_destroy_removes_what_compile_package_and_deploy_made_for_this_stack_onl
     done = list(pk.package(ctx, pk.PackageSpec(artifact, model_component=f"gone.Model{uid}",
                                                app_component=f"gone.App{uid}", bucket=cfg.bucket,
                                                settings={"source": "camera:0"})))[-1].data
+    device = f"gone-dev-{uid}"
+    add_device(device, cfg.thing_group_name)
     dep = deploy.create(ctx, cfg.thing_group_name, {f"gone.Model{uid}": done["model"]["version"]})
+    assert list(deploy.follow(ctx, dep, timeout=120))[-1].state == DONE
+    assert f"gone.Model{uid}" in {c.name for c in fleet.device_details(ctx, device)[0]}
     bad = tmp_path / "bad.tar.gz"
     with tarfile.open(bad, "w:gz") as tar:
         tar.addfile(tarfile.TarInfo("empty"), io.BytesIO(b""))
@@ -381,6 +385,9 @@ def test_destroy_removes_what_compile_package_and_deploy_made_for_this_stack_onl
     assert "1 deployments, 2 component versions, 1 compilation jobs" in published_step.summary
     events = list(setup.destroy(ctx, cfg))
     assert [e.step for e in events if e.state == DONE][0] == "published"  # before the role and bucket
+    # The device no longer runs what the stack deployed (an empty deployment went first).
+    assert any("components removed from the devices of" in e.message for e in events)
+    assert f"gone.Model{uid}" not in {c.name for c in fleet.device_details(ctx, device)[0]}
     assert pk.versions(ctx, f"gone.Model{uid}") == [] and pk.versions(ctx, f"gone.App{uid}") == []
     with pytest.raises(Exception):
         ctx.client("greengrassv2").get_deployment(deploymentId=dep)
