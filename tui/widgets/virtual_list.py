@@ -157,7 +157,14 @@ class VirtualList(ScrollView, can_focus=True):
             highlight = self.get_component_rich_style("virtual-list--cursor", partial=True) \
                 if self.has_focus else Style(bold=True, underline=line == self.row_height - 1)
             text.stylize(highlight)
-        segments = list(text.render(self.app.console))
+        # Rich renders a Text without spans as segments without a style, dropping `text.style` and
+        # upsetting Textual's monochrome filter; re-applying the style as a span avoids both.
+        if text.style:
+            text.stylize(text.style, 0, len(text))
+            text.style = ""
+        null = Style.null()
+        segments = [seg if seg.style is not None else Segment(seg.text, null)
+                    for seg in text.render(self.app.console)]
         return Strip(segments).crop_extend(0, width, base).simplify()
 
     COMPONENT_CLASSES = {"virtual-list--cursor"}
