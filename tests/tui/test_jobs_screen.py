@@ -67,7 +67,8 @@ async def test_failed_compile_shows_neos_reason_and_bad_input_is_refused(sandbox
         assert "input shape '1,3,abc'" in screen_text(app)
         await _fill(pilot, app, shape="1,3,224,224", job_name=f"tui-bad-{UID}")
         key = f"compile:tui-bad-{UID}"
-        await wait_for(pilot, lambda: key in screen.jobs and screen.jobs[key].status == "FAILED", timeout=120)
+        await wait_for(pilot, lambda: key in screen.jobs and screen.jobs[key].status == "FAILED"
+                       and screen.jobs[key].reason, timeout=120)
         reason = ctx.client("sagemaker").describe_compilation_job(CompilationJobName=f"tui-bad-{UID}")["FailureReason"]
         assert reason and screen.jobs[key].reason == reason
         await pilot.pause(0.2)

@@ -86,3 +86,23 @@ async def test_pause_search_and_raw_detail(mqtt_broker, publisher):
         await pilot.press("enter")  # raw JSON of the row under the cursor
         await wait_for(pilot, lambda: '"inference-results": [' in screen_text(app))
         assert "dev-1  1 msgs" in screen_text(app)
+
+
+@sync
+async def test_predictions_from_a_deployed_sandbox_device(sandbox, console_stack, console_device, deployed):
+    from tests.tui.conftest import console_app
+
+    ctx, cfg = console_stack
+    app = console_app(sandbox, ctx, cfg, start="live")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        # The edge client deployed by the fixture classifies the sample images and publishes top-5.
+        await wait_for(pilot, lambda: console_device in screen.rows, timeout=60)
+        row = screen.rows[console_device]
+        assert 1 <= len(row.prediction.results) <= 5 and row.prediction.model_version
+        await wait_for(pilot, lambda: screen.rows[console_device].count >= 2, timeout=30)
+        await pilot.press("slash")
+        await pilot.press(*console_device, "enter")
+        await pilot.pause(0.2)
+        assert list(screen.query_one("#live-list", VirtualList).keys) == [console_device]
+        assert console_device in screen_text(app) and "%" in screen_text(app)

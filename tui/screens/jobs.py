@@ -38,7 +38,7 @@ class JobRow:
     """One line of the jobs list."""
 
     key: str
-    kind: str  # "compile" or "package"
+    kind: str  # "compile", "package" (a run from this console) or "publish" (a published component)
     name: str
     status: str
     created: datetime | None
@@ -51,6 +51,14 @@ class JobRow:
 
 class JobsListed(Message):
     """Compilation jobs came back from SageMaker."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        super().__init__()
+        self.rows = rows
+
+
+class ComponentsListed(Message):
+    """Our published Greengrass components (the packaging results) came back."""
 
     def __init__(self, rows: list[dict]) -> None:
         super().__init__()
@@ -94,6 +102,7 @@ class JobsScreen(ConsoleScreen):
     def __init__(self) -> None:
         super().__init__()
         self.jobs: dict[str, JobRow] = {}
+        self._asked: set[str] = set()
 
     def compose_body(self) -> ComposeResult:
         yield Static(Text(" kind     name                               status     elapsed  detail", style="bold"),
@@ -112,8 +121,21 @@ class JobsScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="jobs-list", description="list compilation jobs")
     def list_jobs(self) -> None:
         from actions import compile as comp
+        from actions import package as pk
 
-        self.post_message(JobsListed(comp.list_jobs(self.services.ctx, limit=50)))
+        ctx = self.services.ctx
+        self.post_message(JobsListed(comp.list_jobs(ctx, limit=50)))
+        # Packages published earlier (by the CLI, or another session) are their own history.
+        prefix = pk.MODEL_COMPONENT.rsplit(".", 1)[0]
+        self.post_message(ComponentsListed(pk.list_components(ctx, prefix=prefix)))
+
+    def on_components_listed(self, event: "ComponentsListed") -> None:
+        for c in event.rows:
+            key = f"published:{c['name']}"
+            self.jobs[key] = JobRow(key, "publish", c["name"], "PUBLISHED", c.get("created"), c.get("created"),
+                                    detail=f"latest {c.get('latest_version')}")
+            self.services.defaults.setdefault(f"version:{c['name']}", c.get("latest_version") or "")
+        self._relist()
 
     def on_jobs_listed(self, event: JobsListed) -> None:
         for j in event.rows:
@@ -127,6 +149,11 @@ class JobsScreen(ConsoleScreen):
                          detail=target or "", reason=old.reason if old else "",
                          messages=old.messages if old else (), artifact=old.artifact if old else "")
             self.jobs[key] = row
+            if status in ("FAILED", "STOPPED") and not row.reason and key not in self._asked \
+                    and len(self._asked) < 20 and self.services.ctx is not None:
+                # The list does not carry FailureReason: read it once per job, off the UI thread.
+                self._asked.add(key)
+                self.follow_compile(key, row.name)
         self._relist()
 
     def _tick(self) -> None:
