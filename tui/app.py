@@ -80,7 +80,7 @@ class EdgeConsoleApp(App):
         # Workers the App itself runs (the --sandbox start-up) report here.
         if event.state == WorkerState.ERROR:
             self.notify(describe(event.worker.error, event.worker.description or ""),
-                        severity="error", timeout=10)
+                        severity="error", timeout=10, markup=False)
 
 
 def make_app(ctx: Any, *, subscribe: Subscribe | None = None, clock: Clock | None = None,

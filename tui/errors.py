@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from actions.errors import EdgeConsoleError
+from tui.safe_text import clean
 
 
 def describe(exc: BaseException | None, doing: str = "") -> str:
@@ -21,4 +22,6 @@ def describe(exc: BaseException | None, doing: str = "") -> str:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if doing:
             text = f"Could not {doing}: {text}"
-    return " ".join(text.split())[:500]
+    # Error texts can carry what a device or a server said: control characters are escaped here,
+    # and callers show the result as plain text (Text objects, notify(markup=False)).
+    return clean(" ".join(text.split()), 500)

@@ -82,3 +82,29 @@ def test_device_text_cannot_style_or_move_the_terminal():
     assert "[bold red]x[/]" in console.export_text()  # shown, never interpreted
     assert len(clean("a" * 10_000, max_len=50)) == 50
     assert ago(None) == "-" and ago(75) == "1m" and ago(3) == "3s"
+
+
+def test_a_failing_worker_shows_its_error_as_text_and_the_app_goes_on():
+    from textual import work
+
+    from tests.tui.helpers import screen_text, sync, wait_for
+    from tui.app import make_app
+
+    @sync
+    async def run():
+        app = make_app(None, start="logs")
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            screen = app.screen
+
+            @work(thread=True, exit_on_error=False, description="read something")
+            def failing(self):
+                raise RuntimeError("[red]boom[/] \x1b[2J")
+
+            failing(screen)
+            await wait_for(pilot, lambda: "boom" in screen_text(app), timeout=10)
+            text = screen_text(app)
+            assert "[red]boom[/] \\x1b[2J" in text and "\x1b" not in text
+            await pilot.press("5")
+            assert app.current_mode == "live"
+
+    run()

@@ -97,4 +97,4 @@ class ConsoleScreen(Screen):
         if event.state == WorkerState.ERROR:
             message = describe(event.worker.error, event.worker.description or "")
             self.status(message, error=True)
-            self.app.notify(message, severity="error", timeout=8)
+            self.app.notify(message, severity="error", timeout=8, markup=False)
