@@ -22,10 +22,10 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from actions.errors import MessageError
+from actions.messages.wire import decode_object
 
 PREDICTION_TOPIC = "gg/sageMakerEdgeManager/image-classification"
 INFERENCE_TYPE = "image-classification"
-MAX_PAYLOAD_BYTES = 128 * 1024  # AWS IoT Core's limit; anything larger is not ours.
 
 
 def description(top_k: int, threshold: float) -> str:
@@ -145,21 +145,7 @@ def parse_prediction(payload: bytes | str | dict) -> Prediction:
     Raises:
         MessageError: the payload is not a prediction message; the text says which part is wrong.
     """
-    if isinstance(payload, (bytes, bytearray)):
-        if len(payload) > MAX_PAYLOAD_BYTES:
-            raise MessageError(f"payload is {len(payload)} bytes, more than the {MAX_PAYLOAD_BYTES} a message may have")
-        try:
-            payload = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MessageError("payload is not UTF-8 text") from None
-    if isinstance(payload, str):
-        try:
-            payload = json.loads(payload)
-        except json.JSONDecodeError as exc:
-            raise MessageError(f"payload is not JSON ({exc.msg} at character {exc.pos})") from None
-    if not isinstance(payload, dict):
-        raise MessageError("payload must be a JSON object")
-    data = payload
+    data = decode_object(payload)
     for key in ("timestamp", "inference-type", "inference-results"):
         if key not in data:
             raise MessageError(f"missing '{key}'")

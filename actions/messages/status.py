@@ -25,11 +25,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from actions.errors import MessageError
+from actions.messages.wire import decode_object
 
 STATUS_TOPIC_TEMPLATE = "edge-console/{device}/status"
 STATUS_TYPE = "status"
 STATES = ("starting", "running", "idle", "degraded", "stopping", "stopped", "offline", "error")
-MAX_PAYLOAD_BYTES = 128 * 1024
 MAX_ERROR_CHARS = 500  # a status is a summary; a long traceback belongs in the log
 
 
@@ -198,21 +198,7 @@ def parse_status(payload: bytes | str | dict) -> Status:
     Raises:
         MessageError: the payload is not a status message; the text says which part is wrong.
     """
-    if isinstance(payload, (bytes, bytearray)):
-        if len(payload) > MAX_PAYLOAD_BYTES:
-            raise MessageError(f"payload is {len(payload)} bytes, more than the {MAX_PAYLOAD_BYTES} a message may have")
-        try:
-            payload = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MessageError("payload is not UTF-8 text") from None
-    if isinstance(payload, str):
-        try:
-            payload = json.loads(payload)
-        except json.JSONDecodeError as exc:
-            raise MessageError(f"payload is not JSON ({exc.msg} at character {exc.pos})") from None
-    if not isinstance(payload, dict):
-        raise MessageError("payload must be a JSON object")
-    data = payload
+    data = decode_object(payload)
     if data.get("type") != STATUS_TYPE:
         raise MessageError(f"'type' is {data.get('type')!r:.40}, expected {STATUS_TYPE!r}")
     state = _str(data, "state", required=True)
