@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from actions.errors import ConfigError, EdgeConsoleError
+from actions.errors import ConfigError
 
 DEMO_STACK = "demo"
 DEMO_JOB = "demo-efficientnet-lite0"
@@ -168,5 +168,3 @@ def run_aws_console(args: argparse.Namespace) -> int:
     app.run()
     return app.return_code or 0
 
-
-__all__ = ["bootstrap_sandbox", "run_sandbox_console", "run_aws_console", "EdgeConsoleError"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
 
 from actions.messages.prediction import PREDICTION_TOPIC
 from actions.messages.status import build_status, encode, status_topic

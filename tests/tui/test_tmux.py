@@ -4,7 +4,6 @@ every screen must answer its key, and q must leave nothing running."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

@@ -20,7 +20,7 @@ from textual.widgets import Footer, Input, Static
 from actions.messages.prediction import PREDICTION_TOPIC
 from tui.clock import ago
 from tui.live_model import DeviceRow, LiveAggregator, Malformed
-from tui.safe_text import clean, plain
+from tui.safe_text import plain
 from tui.screens.base import ConsoleScreen
 from tui.widgets.bars import score_line
 from tui.widgets.virtual_list import VirtualList
