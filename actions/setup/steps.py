@@ -797,14 +797,24 @@ class PublishedStep(Step):
                                               components={}, tags={key: value})["deploymentId"]
             found["deployments"].append(dep_id)
             yield _progress(self.key, f"removing our components from the devices of {name}", deployment_id=dep_id)
-            last = None
-            for last in deploy.follow(t.ctx, dep_id, timeout=t.cfg.teardown_timeout_s):
-                pass
-            left = sorted(d for d, status in ((last.data or {}).get("devices") or {}).items()
-                          if status not in deploy.SUCCESS)
+            # Wait only for devices that are online now; an UNHEALTHY one would only run out the clock.
+            if ":thing/" in target:
+                with aws_call(f"read the core device {name}"):
+                    devices = [{"coreDeviceThingName": name,
+                                "status": gg.get_core_device(coreDeviceThingName=name).get("status")}]
+            else:
+                devices = deploy.core_devices(t.ctx, target)
+            online = [d["coreDeviceThingName"] for d in devices if d.get("status") == "HEALTHY"]
+            outcome = {d["coreDeviceThingName"]: "OFFLINE" for d in devices if d.get("status") != "HEALTHY"}
+            if online:
+                last = None
+                for last in deploy.follow(t.ctx, dep_id, timeout=t.cfg.teardown_timeout_s, devices=online):
+                    pass
+                outcome.update((last.data or {}).get("devices") or {})
+            left = sorted(d for d, status in outcome.items() if status not in deploy.SUCCESS)
             yield _progress(self.key, f"components removed from the devices of {name}" if not left else
                             f"{', '.join(left)} did not confirm; their components stay until their next deployment",
-                            devices=(last.data or {}).get("devices"))
+                            devices=outcome)
 
     def destroy_check(self, t: Target) -> Change:
         try:

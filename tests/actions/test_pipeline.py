@@ -34,7 +34,9 @@ def stack(sandbox, tmp_path_factory):
                               sandbox_state_dir=sandbox.state_dir)
     cfg = setup.SetupConfig(role_name=f"EdgeRole{UID}", bucket=f"edge-console-test-{UID}", thing_group_name=GROUP,
                             thing_name=f"core-{UID}", tes_role_name=f"Tes{UID}", tes_role_alias_name=f"TesAlias{UID}",
-                            instance_name=f"edge-server-{UID}")
+                            instance_name=f"edge-server-{UID}",
+                            # The devices are stopped by then; one may still look HEALTHY for a few seconds.
+                            teardown_timeout_s=10)
     list(setup.apply(ctx, cfg))
     yield ctx, cfg
     list(setup.destroy(ctx, cfg))
