@@ -83,15 +83,21 @@ def test_rows_committed_before_sigkill_survive(tmp_path):
             seq = box.append("t", lambda s: b"x" * 200)
             print(seq, flush=True)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    err_path = tmp_path / "child.err"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, text=True,
+                                cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
     confirmed = 0
-    for line in proc.stdout:
-        confirmed = int(line)
-        if confirmed >= 300:
-            break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        for line in proc.stdout:
+            confirmed = int(line)
+            if confirmed >= 300:
+                break
+    finally:  # the child appends forever: it must not outlive the test, whatever happened
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert confirmed >= 300, err_path.read_text(errors="replace")
     with Outbox(path) as box:
         seqs = [r.seq for r in box.peek(limit=100_000)]
     assert seqs[: confirmed] == list(range(1, confirmed + 1))  # nothing confirmed is missing

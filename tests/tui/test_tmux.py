@@ -4,7 +4,9 @@ every screen must answer its key, and q must leave nothing running."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -62,8 +64,28 @@ class Terminal:
 
 def _sandbox_processes() -> set[int]:
     """Processes of `--sandbox` consoles' sandboxes (their state folders are edge-console-sandbox-*)."""
-    out = subprocess.run(["pgrep", "-f", "edge-console-sandbox-"], capture_output=True, text=True).stdout
+    out = subprocess.run(["pgrep", "-f", "edge-console-sandbox-"], capture_output=True, text=True,
+                         timeout=30).stdout
     return {int(pid) for pid in out.split()}
+
+
+def _end_sandbox_processes(before: set[int]) -> None:
+    """After a test, whatever it found: SIGTERM, then SIGKILL, each sandbox process that was not
+    there before it (sandbox server, mosquitto in its own session, core devices, edge clients), so
+    that a console that failed to stop its sandbox leaves nothing behind pytest."""
+    left = _sandbox_processes() - before
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            left = _sandbox_processes() - before
+            if not left:
+                return
+            time.sleep(0.2)
 
 
 def test_sandbox_console_in_a_terminal():
@@ -111,6 +133,7 @@ def test_sandbox_console_in_a_terminal():
         assert not _sandbox_processes() - before, "the sandbox's processes outlived the console"
     finally:
         term.close()
+        _end_sandbox_processes(before)
 
 
 def test_a_dropped_terminal_stops_the_sandbox():
@@ -127,3 +150,4 @@ def test_a_dropped_terminal_stops_the_sandbox():
         assert not _sandbox_processes() - before, "SIGHUP left the sandbox's processes running"
     finally:
         term.close()
+        _end_sandbox_processes(before)
