@@ -92,47 +92,50 @@ def test_package_deploy_fleet_logs_through_the_cli(sandbox, model_dir, sample_im
     bucket = f"edge-console-cli-{uid}"
     sandbox.client("s3").create_bucket(Bucket=bucket)
     sandbox.add_device(device, group)
-    images = str(next(iter(sample_images.values())).parent)
-    assert main(["package", "--artifact", str(model_dir), "--bucket", bucket, "--python", sys.executable, "--images", images,
-                 "--model-component", f"cli.Model{uid}", "--app-component", f"cli.App{uid}", *common]) == 0
-    result = _json_lines(capsys.readouterr().out)[-1]["result"]
-    assert result["model"]["version"] == "1.0.0" and result["app"]["state"] == "DEPLOYABLE"
-    assert main(["deploy", "--group", group, "--model-component", f"cli.Model{uid}",
-                 "--app-component", f"cli.App{uid}", "--set", "threshold=0.25", "--timeout", "120", *common]) == 0
-    lines = _json_lines(capsys.readouterr().out)
-    assert lines[-1]["result"]["devices"] == {device: "SUCCEEDED"}
-    assert main(["fleet", "--group", group, "--details", *common]) == 0
-    (fleet,) = _json_lines(capsys.readouterr().out)
-    (row,) = fleet["result"]
-    assert row["name"] == device and {c["name"] for c in row["components"]} >= {f"cli.Model{uid}", f"cli.App{uid}"}
-    assert main(["logs", device, "greengrass", "--lines", "5", *common]) == 0
-    (logs,) = _json_lines(capsys.readouterr().out)
-    assert 0 < len(logs["result"]) <= 5
+    try:
+        images = str(next(iter(sample_images.values())).parent)
+        assert main(["package", "--artifact", str(model_dir), "--bucket", bucket, "--python", sys.executable, "--images", images,
+                     "--model-component", f"cli.Model{uid}", "--app-component", f"cli.App{uid}", *common]) == 0
+        result = _json_lines(capsys.readouterr().out)[-1]["result"]
+        assert result["model"]["version"] == "1.0.0" and result["app"]["state"] == "DEPLOYABLE"
+        assert main(["deploy", "--group", group, "--model-component", f"cli.Model{uid}",
+                     "--app-component", f"cli.App{uid}", "--set", "threshold=0.25", "--timeout", "120", *common]) == 0
+        lines = _json_lines(capsys.readouterr().out)
+        assert lines[-1]["result"]["devices"] == {device: "SUCCEEDED"}
+        assert main(["fleet", "--group", group, "--details", *common]) == 0
+        (fleet,) = _json_lines(capsys.readouterr().out)
+        (row,) = fleet["result"]
+        assert row["name"] == device and {c["name"] for c in row["components"]} >= {f"cli.Model{uid}", f"cli.App{uid}"}
+        assert main(["logs", device, "greengrass", "--lines", "5", *common]) == 0
+        (logs,) = _json_lines(capsys.readouterr().out)
+        assert 0 < len(logs["result"]) <= 5
 
-    # The client's retained status message, read from the broker, beside the Greengrass status.
-    from actions.messages.status import build_status, encode
-    from actions.mqtt import open_transport
-    from actions.mqtt.base import MqttSettings
+        # The client's retained status message, read from the broker, beside the Greengrass status.
+        from actions.messages.status import build_status, encode
+        from actions.mqtt import open_transport
+        from actions.mqtt.base import MqttSettings
 
-    host, port = sandbox.broker.host, sandbox.broker.port
-    with open_transport(MqttSettings(host=host, port=port, client_id=f"cli-pub-{uid}"), kind="mqtt") as pub:
-        pub.connect()
-        pub.publish(f"edge-console/{device}/status", encode(build_status(device=device, state="degraded",
-                                                                         last_error="camera lost")),
-                    qos=1, retain=True).result(10)
-    assert main(["fleet", "--group", group, "--mqtt-host", host, "--mqtt-port", str(port), *common]) == 0
-    (fleet,) = _json_lines(capsys.readouterr().out)
-    row = [r for r in fleet["result"] if r["name"] == device][0]
-    assert row["client"]["state"] == "degraded" and row["client"]["last_error"] == "camera lost"
-    assert row["core_status"] in ("HEALTHY", "UNHEALTHY") and row["client_last_seen"]
+        host, port = sandbox.broker.host, sandbox.broker.port
+        with open_transport(MqttSettings(host=host, port=port, client_id=f"cli-pub-{uid}"), kind="mqtt") as pub:
+            pub.connect()
+            pub.publish(f"edge-console/{device}/status", encode(build_status(device=device, state="degraded",
+                                                                             last_error="camera lost")),
+                        qos=1, retain=True).result(10)
+        assert main(["fleet", "--group", group, "--mqtt-host", host, "--mqtt-port", str(port), *common]) == 0
+        (fleet,) = _json_lines(capsys.readouterr().out)
+        row = [r for r in fleet["result"] if r["name"] == device][0]
+        assert row["client"]["state"] == "degraded" and row["client"]["last_error"] == "camera lost"
+        assert row["core_status"] in ("HEALTHY", "UNHEALTHY") and row["client_last_seen"]
 
-    # History, then a rollback with nothing before: a typed error with a hint, exit 1.
-    assert main(["deploy", "--group", group, "--history", *common]) == 0
-    (history,) = _json_lines(capsys.readouterr().out)
-    assert len(history["result"]) == 1
-    assert main(["deploy", "--group", group, "--rollback", *common]) == 1
-    assert "no earlier deployment" in capsys.readouterr().err
-    sandbox.remove_device(device)
+        # History, then a rollback with nothing before: a typed error with a hint, exit 1.
+        assert main(["deploy", "--group", group, "--history", *common]) == 0
+        (history,) = _json_lines(capsys.readouterr().out)
+        assert len(history["result"]) == 1
+        assert main(["deploy", "--group", group, "--rollback", *common]) == 1
+        assert "no earlier deployment" in capsys.readouterr().err
+    finally:  # its core device and edge client must not outlive a failed test
+        if device in sandbox.devices:
+            sandbox.remove_device(device)
 
 
 def test_compile_local_writes_an_artifact(model_tar, tmp_path, capsys):
