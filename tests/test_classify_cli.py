@@ -11,6 +11,7 @@ from pathlib import Path
 from actions.messages.prediction import parse_prediction
 
 BIN = Path(sys.executable).parent / "edge-client"
+CAT_LABELS = {"tabby, tabby cat", "tiger cat", "Persian cat", "Siamese cat, Siamese", "Egyptian cat"}
 
 
 def _classify(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -70,4 +71,7 @@ def test_bad_model_or_option_exits_2_with_one_line(tmp_path, sample_images, mode
 def test_model_copied_elsewhere_still_loads(model_dir, sample_images, tmp_path):
     shutil.copytree(model_dir, tmp_path / "m")
     out = _classify(str(sample_images["chelsea"]), "--model", str(tmp_path / "m"), "--variant", "int8")
-    assert out.returncode == 0
+    assert out.returncode == 0, out.stderr
+    message = parse_prediction(out.stdout)
+    assert message.source == "chelsea.jpg"
+    assert message.top[0] in CAT_LABELS, message.top
