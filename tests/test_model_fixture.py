@@ -45,7 +45,8 @@ def test_int8_model_is_smaller(model_dir):
 def test_nothing_big_is_committed():
     import subprocess
 
-    files = subprocess.run(["git", "ls-files", "-z"], capture_output=True, check=True).stdout.split(b"\0")
+    files = subprocess.run(["git", "ls-files", "-z"], capture_output=True, check=True,
+                           timeout=30).stdout.split(b"\0")
     from pathlib import Path
 
     big = [f.decode() for f in files if f and Path(f.decode()).is_file() and Path(f.decode()).stat().st_size > 2_000_000]

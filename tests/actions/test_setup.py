@@ -258,7 +258,7 @@ def test_the_edge_server_scripts_are_valid_bash(tmp_path):
     for name, text in files.items():
         path = tmp_path / name
         path.write_text(text)
-        proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0, (name, proc.stderr)
         assert text.startswith("#!/bin/bash") and "set -euo pipefail" in text
     assert "--env-file" in files["start-greengrass.sh"] and "docker" in files["install-greengrass.sh"]
