@@ -3,7 +3,8 @@
 For scripts and CI, over the same functions the console calls. Every command takes `--sandbox
 URL|DIR` (the local sandbox) or `--profile/--region` (real AWS), and `--json` (one JSON object a
 line: progress events, then the result). Errors are one line on stderr and a non-zero exit:
-1 for a failed operation, 2 for a usage or configuration mistake, 130 when interrupted.
+1 for a failed operation, 2 for a usage or configuration mistake, 130 when interrupted, 70
+for an internal error (a bug: one line too; EDGE_CONSOLE_DEBUG=1 shows its traceback).
 
     edge-console setup plan --sandbox .sandbox
     edge-console setup apply --profile ops --region eu-west-1 --json
@@ -27,7 +28,7 @@ from typing import Any, Iterable
 from actions.errors import ConfigError, EdgeConsoleError
 from actions.progress import FAILED, Progress
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_INTERNAL = 1, 2, 130, 70  # 70: EX_SOFTWARE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,13 +90,17 @@ def _context(args):
     return Context.from_aws(args.profile, args.region, stack=args.stack, state_dir=args.state_dir)
 
 
-def _settings(pairs: list[str] | None) -> dict[str, Any]:
-    """KEY=VALUE pairs; VALUE is read as JSON when it parses (numbers, true/false), else a string."""
+def _settings(pairs: list[str] | None, as_json: bool = True) -> dict[str, Any]:
+    """KEY=VALUE pairs. With `as_json`, VALUE is read as JSON when it parses (numbers, true/false),
+    else kept as a string; without, VALUE stays the text typed (the receiver converts it by type)."""
     out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(f"--set {pair!r} must be KEY=VALUE, e.g. --set threshold=0.5.")
+        if not as_json:
+            out[key.strip()] = value
+            continue
         try:
             out[key.strip()] = json.loads(value)
         except ValueError:
@@ -120,7 +125,9 @@ def _setup_config(args):
                                "thing_name": args.thing_name, "thing_group_name": args.thing_group,
                                "instance_type": args.instance_type}
     changes = {k: v for k, v in changes.items() if v is not None}
-    changes.update(_settings(args.set))
+    # Text as typed: SetupConfig.replace converts each value by its setting's type (provision=no is
+    # False, volume_gib=abc is refused), instead of JSON guessing ("no" would be a true string).
+    changes.update(_settings(args.set, as_json=False))
     return SetupConfig().replace(**changes).validate()
 
 
@@ -372,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thing-name")
     p.add_argument("--thing-group")
     p.add_argument("--instance-type")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other SetupConfig field")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other SetupConfig field, e.g. volume_gib=30, provision=false (true/false/yes/no/1/0)")
     p.add_argument("--no-documents", action="store_true", help="plan: hide the policy documents")
     p.add_argument("--yes", action="store_true", help="destroy: really remove (otherwise show what would go)")
     _common(p)
@@ -478,6 +486,14 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": {"type": type(exc).__name__, "message": message}}), flush=True)
         print(f"edge-console: {message}", file=sys.stderr, flush=True)
         return code
+    except Exception as exc:  # a bug of ours: still one line for the operator, never a traceback
+        if os.environ.get("EDGE_CONSOLE_DEBUG") == "1":
+            raise
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        if as_json:
+            print(json.dumps({"error": {"type": "InternalError", "message": message}}), flush=True)
+        print(f"edge-console: internal error: {message} (please report this)", file=sys.stderr, flush=True)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

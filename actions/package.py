@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 import zipfile
@@ -104,11 +105,24 @@ class PackageSpec:
         if not settings.get("source") and self.images_dir is None:
             raise ConfigError("The edge client needs images: pass images_dir (--images DIR) to ship sample images, "
                               "or set source (--set source=camera:0 or a folder on the device).")
-        if not 0 <= float(settings["threshold"]) <= 1:
-            raise ConfigError(f"threshold {settings['threshold']} must be between 0 and 1 (the runbook's is 0.3).")
-        if int(settings["top_k"]) < 1:
-            raise ConfigError(f"top_k {settings['top_k']} must be at least 1 (the runbook's is 5).")
+        threshold, top_k = settings["threshold"], settings["top_k"]
+        if not _is_number(threshold) or not 0 <= threshold <= 1:
+            raise ConfigError(f"threshold {threshold!r:.60} must be a number between 0 and 1 "
+                              "(the runbook's is 0.3), e.g. --set threshold=0.5.")
+        if not _is_number(top_k) or top_k != int(top_k) or top_k < 1:
+            raise ConfigError(f"top_k {top_k!r:.60} must be a whole number, at least 1 "
+                              "(the runbook's is 5), e.g. --set top_k=3.")
+        if not _is_number(settings["interval"]) or not 0 <= settings["interval"] < math.inf:
+            raise ConfigError(f"interval {settings['interval']!r:.60} must be a number of seconds, 0 or more, "
+                              "e.g. --set interval=1.0.")
+        if not isinstance(settings["loop"], bool):
+            raise ConfigError(f"loop {settings['loop']!r:.60} must be true or false, e.g. --set loop=false.")
         return self
+
+
+def _is_number(value: Any) -> bool:
+    """A real, finite number: JSON's numbers, not true/false, null, text or NaN."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)

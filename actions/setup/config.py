@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 import re
+import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from actions.errors import ConfigError
 from actions.setup.policies import PRESETS
@@ -25,6 +28,16 @@ RUNBOOK_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/amzn2-ami-kernel-5
 COMPONENT_PREFIX = "com.greengrass.SageMakerEdgeManager.ImageClassification"
 # IoT thing and group names: the runbook asks for lower case; AWS allows [a-zA-Z0-9:_-], 1-128.
 LOWER_NAME = re.compile(r"^[a-z0-9:_-]{1,128}$")
+# Allow-lists of what may reach the root user data and the env file (sourced by bash, read by
+# `docker --env-file`): every allowed value is a single shell word that needs no quoting.
+IMAGE = re.compile(r"[A-Za-z0-9._:/@-]{1,255}")
+ROOT_PATH = re.compile(r"/[A-Za-z0-9._/-]{0,254}")
+USER_GROUP = re.compile(r"[a-z_][a-z0-9_-]{0,31}:[a-z_][a-z0-9_-]{0,31}")
+IAM_ROLE = re.compile(r"[A-Za-z0-9_+=,.@-]{1,64}")
+ROLE_ALIAS = re.compile(r"[A-Za-z0-9_=,@-]{1,128}")
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 ENV_KEYS = ("GGC_ROOT_PATH", "AWS_REGION", "PROVISION", "THING_NAME", "THING_GROUP_NAME", "TES_ROLE_NAME",
             "TES_ROLE_ALIAS_NAME", "COMPONENT_DEFAULT_USER", "DEPLOY_DEV_TOOLS")
 
@@ -76,6 +89,12 @@ class SetupConfig:
         Raises:
             ConfigError: the first invalid setting, named, with what to use instead.
         """
+        for f in dataclasses.fields(self):  # values set directly, not through replace(), are checked too
+            value = getattr(self, f.name)
+            coerced = _coerce(f, value)
+            if coerced is not value and not (type(value) is int and type(coerced) is float):
+                raise ConfigError(f"{f.name} {value!r} is not a {f.type}; give text through --set or "
+                                  "SetupConfig.replace(), which convert it.")
         for key in ("thing_name", "thing_group_name"):
             value = getattr(self, key)
             if not LOWER_NAME.match(value):
@@ -83,33 +102,97 @@ class SetupConfig:
                                   "':', '_' or '-' (Greengrass provisioning expects lower case).")
         if self.preset not in PRESETS:
             raise ConfigError(f"preset {self.preset!r} is unknown; use one of: {', '.join(PRESETS)}.")
-        if not re.fullmatch(r"[\w+=,.@-]{1,64}", self.role_name):
-            raise ConfigError(f"role_name {self.role_name!r} is not a valid IAM role name (1-64 of letters, "
-                              "digits and +=,.@_-).")
-        if self.bucket is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket):
+        for key in ("role_name", "tes_role_name"):
+            if not IAM_ROLE.fullmatch(getattr(self, key)):
+                raise ConfigError(f"{key} {getattr(self, key)!r} is not a valid IAM role name (1-64 of letters, "
+                                  "digits and +=,.@_-).")
+        if not ROLE_ALIAS.fullmatch(self.tes_role_alias_name):
+            raise ConfigError(f"tes_role_alias_name {self.tes_role_alias_name!r} is not a valid IoT role alias "
+                              "(1-128 of letters, digits and =,@_-).")
+        if self.bucket is not None and not BUCKET.fullmatch(self.bucket):
             raise ConfigError(f"bucket {self.bucket!r} is not a valid S3 bucket name (3-63 lower-case "
                               "letters, digits, '.' and '-').")
         if not 8 <= self.volume_gib <= 16384:
             raise ConfigError(f"volume_gib {self.volume_gib} is out of range; use at least 8 (20 is the runbook's).")
-        if ":" not in self.component_default_user:
-            raise ConfigError(f"component_default_user {self.component_default_user!r} must be user:group, "
+        if not USER_GROUP.fullmatch(self.component_default_user):
+            raise ConfigError(f"component_default_user {self.component_default_user!r} must be user:group, each "
+                              "a Linux name of a-z, 0-9, '_' and '-' starting with a letter or '_', "
                               "e.g. ggc_user:ggc_group.")
+        if not ROOT_PATH.fullmatch(self.ggc_root_path) or ".." in self.ggc_root_path.split("/"):
+            raise ConfigError(f"ggc_root_path {self.ggc_root_path!r} must be an absolute path of letters, digits, "
+                              "'.', '_', '-' and '/' (no '..'), e.g. /greengrass/v2.")
+        if not IMAGE.fullmatch(self.greengrass_image):
+            raise ConfigError(f"greengrass_image {self.greengrass_image!r} must be a Docker image reference of "
+                              "letters, digits and ._:/@-, e.g. amazon/aws-iot-greengrass:latest.")
         if not self.ami_parameter.startswith("/aws/service/"):
             raise ConfigError(f"ami_parameter {self.ami_parameter!r} must be a public SSM parameter "
                               "under /aws/service/ (the AMI is never hard-coded).")
         return self
 
     def replace(self, **changes) -> SetupConfig:
-        """A copy with `changes` applied (unknown keys raise ConfigError)."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - known)
+        """A copy with `changes` applied, each converted to its setting's type.
+
+        Values may be typed (True, 20) or text as an operator types it (`--set provision=no`):
+        booleans take true/false/yes/no/1/0, whole numbers take digits, and an empty text clears
+        an optional setting (bucket, subnet_id).
+
+        Raises:
+            ConfigError: an unknown key (the valid ones are listed) or a value of the wrong type.
+        """
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - set(fields))
         if unknown:
-            raise ConfigError(f"Unknown setup setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
-        return dataclasses.replace(self, **changes)
+            raise ConfigError(f"Unknown setup setting(s): {', '.join(unknown)}; valid: {', '.join(sorted(fields))}.")
+        return dataclasses.replace(self, **{k: _coerce(fields[k], v) for k, v in changes.items()})
 
     def bucket_name(self, region: str, account: str) -> str:
         """The bucket to use: the configured one, or the runbook's `ec2-scripts-<region>-<account>`."""
         return self.bucket or f"ec2-scripts-{region}-{account}"
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    """`value` as the type of setting `f`; ConfigError naming the setting and the form it takes."""
+    kind = str(f.type)
+    optional = kind.endswith("| None")
+    kind = kind.removesuffix("| None").strip()
+    shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:80] + "...")
+    if value is None or (optional and value == ""):
+        if optional:
+            return None
+        raise ConfigError(f"{f.name} needs a value; it cannot be empty or null.")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(f"{f.name} {shown} must be true or false (also yes/no, 1/0).")
+    if kind == "int":
+        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,9}\s*", value):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{f.name} {shown} must be a whole number, e.g. {f.name}={f.default}.")
+    if kind == "float":
+        number = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if number is None or not math.isfinite(number) or number < 0:
+            raise ConfigError(f"{f.name} {shown} must be a number of seconds, 0 or more, e.g. {f.name}={f.default}.")
+        return number
+    if not isinstance(value, str):
+        example = f", e.g. {f.name}={f.default}" if f.default is not None else ""
+        raise ConfigError(f"{f.name} {shown} must be text{example}.")
+    return value
 
 
 def render_env(cfg: SetupConfig, region: str) -> str:
@@ -126,10 +209,15 @@ def render_env(cfg: SetupConfig, region: str) -> str:
         "COMPONENT_DEFAULT_USER": cfg.component_default_user,
         "DEPLOY_DEV_TOOLS": "true" if cfg.deploy_dev_tools else "false",
     }
+    if not REGION.fullmatch(region or ""):
+        raise ConfigError(f"region {region!r} is not an AWS region name, e.g. us-east-1.")
+    # validate() allow-lists every value. The file is sourced by bash *and* read literally by
+    # `docker --env-file` (which keeps quotes), so a value must be one shell word that needs no
+    # quoting: shlex.quote() of it is itself. Anything else is refused, never written.
     for key, value in values.items():
-        if any(c in value for c in "\n\r\"'$` "):
-            raise ConfigError(f"{key} value {value!r} contains a space, quote or newline; the env file cannot hold it.")
-    return "".join(f"{key}={values[key]}\n" for key in ENV_KEYS)
+        if shlex.quote(value) != value:
+            raise ConfigError(f"{key} value {value!r} cannot go into the env file; use letters, digits and ._-/:@ only.")
+    return "".join(f"{key}={shlex.quote(values[key])}\n" for key in ENV_KEYS)
 
 
 def parse_env(text: str) -> dict[str, str]:
@@ -160,12 +248,16 @@ def scripts(cfg: SetupConfig, region: str) -> dict[str, str]:
 
 def user_data(cfg: SetupConfig, bucket: str) -> str:
     """The instance's user data: fetch the scripts from the bucket and run them (as root, at first boot)."""
+    cfg.validate()
+    if not BUCKET.fullmatch(bucket or ""):
+        raise ConfigError(f"bucket {bucket!r} is not a valid S3 bucket name (3-63 lower-case letters, digits, "
+                          "'.' and '-').")
     return (
         "#!/bin/bash\n"
         "# edge-console: fetch the edge server's scripts and start the Greengrass nucleus.\n"
         "set -euo pipefail\n"
         "install -d -m 0750 /opt/edge-console\n"
-        f"aws s3 cp s3://{bucket}/scripts/ /opt/edge-console/ --recursive\n"
+        f"aws s3 cp {shlex.quote(f's3://{bucket}/scripts/')} /opt/edge-console/ --recursive\n"
         "bash /opt/edge-console/install-greengrass.sh\n"
-        f"GREENGRASS_IMAGE={cfg.greengrass_image} bash /opt/edge-console/start-greengrass.sh\n"
+        f"GREENGRASS_IMAGE={shlex.quote(cfg.greengrass_image)} bash /opt/edge-console/start-greengrass.sh\n"
     )
