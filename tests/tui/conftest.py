@@ -27,11 +27,14 @@ def console_stack(sandbox, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def console_device(sandbox, console_stack):
-    """A running sandbox core device in the stack's thing group."""
+    """A running sandbox core device in the stack's thing group, stopped at the end of the session
+    (before the sandbox itself, which it depends on)."""
     ctx, cfg = console_stack
     name = f"tui-dev-{UID}"
     sandbox.add_device(name, cfg.thing_group_name)
-    return name
+    yield name
+    if name in sandbox.devices:
+        sandbox.remove_device(name)
 
 
 @pytest.fixture(scope="session")
