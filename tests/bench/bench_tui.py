@@ -125,15 +125,22 @@ async def _measure(app, shown, broker, rate: int) -> dict:
     proc = subprocess.Popen([sys.executable, "-c", PUBLISHER, broker.host, str(broker.port), str(rate),
                              str(SECONDS), str(DEVICES)], stdout=subprocess.PIPE, text=True)
     hook_prev = app._bench_hook
-    app._bench_hook = lambda m: key_seen.setdefault(id(m), time.perf_counter()) if isinstance(m, events.Key) else None
     keys = []
-    while proc.poll() is None:
-        key = events.Key("f12", None)  # unbound: measures how long a key waits for the UI thread
-        keys.append(key)
-        sent_keys[id(key)] = time.perf_counter()
-        app._driver.send_message(key)
-        await asyncio.sleep(0.1)
-    sent, elapsed = proc.stdout.read().split()[:2]
+    try:
+        app._bench_hook = lambda m: (key_seen.setdefault(id(m), time.perf_counter())
+                                     if isinstance(m, events.Key) else None)
+        while proc.poll() is None:
+            key = events.Key("f12", None)  # unbound: measures how long a key waits for the UI thread
+            keys.append(key)
+            sent_keys[id(key)] = time.perf_counter()
+            app._driver.send_message(key)
+            await asyncio.sleep(0.1)
+        sent, elapsed = proc.stdout.read().split()[:2]
+    finally:  # the publisher must not outlive a failed or interrupted measurement
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
     total = int(sent)
     achieved = total / max(1e-9, float(elapsed) - 0.3)  # the publisher lingers 0.3 s before it disconnects
     expected = before + total
