@@ -186,7 +186,12 @@ def cmd_setup(args, out: Output) -> int:
 def cmd_compile(args, out: Output) -> int:
     from actions import compile as comp
 
+    from actions.files import check_artifact_target
+
     shape = _json_arg(args.input, "--input") if args.input else None
+    for target in (args.local, args.out):  # refuse a directory that is not ours before any work
+        if target:
+            check_artifact_target(Path(target))
     if args.local:
         if not args.model or shape is None:
             raise ConfigError("compile --local needs --model FILE and --input JSON.")

@@ -14,7 +14,6 @@ import hashlib
 import json
 import queue
 import re
-import shutil
 import tarfile
 import tempfile
 import threading
@@ -27,6 +26,7 @@ from typing import Any, Iterator
 from actions.aws import aws_call, error_code
 from actions.context import Context
 from actions.errors import CompileError, ConfigError
+from actions.files import check_artifact_target, replace_dir
 from actions.progress import DONE, FAILED, RUNNING, Progress
 
 FRAMEWORKS = ("PYTORCH", "TENSORFLOW", "TFLITE", "ONNX", "KERAS", "MXNET", "XGBOOST", "DARKNET")
@@ -262,13 +262,17 @@ def list_jobs(ctx: Context, *, limit: int = 50) -> list[dict[str, Any]]:
 def download_artifact(ctx: Context, s3_uri: str, out_dir: Path) -> Path:
     """Fetch a compiled model (a tar.gz in S3) and unpack it into `out_dir`, whole or not at all.
 
+    An existing `out_dir` is replaced whole only when it is empty or a model artifact itself.
+
     Raises:
         NotFound: no such object. CompileError: the archive is not a safe tar.gz.
+        ConfigError: `out_dir` exists and is not a model artifact.
     """
     if not s3_uri.startswith("s3://"):
         raise ConfigError(f"{s3_uri!r} is not an s3:// URI.")
     bucket, _, key = s3_uri[5:].partition("/")
     out_dir = Path(out_dir)
+    check_artifact_target(out_dir)  # before downloading; replace_dir checks again
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
         archive = Path(tmp) / "artifact.tar.gz"
@@ -283,9 +287,7 @@ def download_artifact(ctx: Context, s3_uri: str, out_dir: Path) -> Path:
         # Neo output is flat; the sandbox's may hold one directory: use it as the root.
         entries = list(unpacked.iterdir())
         root = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpacked
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        shutil.move(str(root), str(out_dir))
+        replace_dir(root, out_dir)
     return out_dir
 
 

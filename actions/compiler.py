@@ -17,8 +17,6 @@ devices import this module without paying for them.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tarfile
 import tempfile
 from datetime import datetime, timezone
@@ -28,6 +26,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from actions.errors import CompileError
+from actions.files import check_artifact_target, replace_dir
 from actions.inference.artifact import (
     IMAGENET_PREPROCESSING, MANIFEST, MANIFEST_FORMAT, Preprocessing, sha256_file,
 )
@@ -110,7 +109,8 @@ def compile_pytorch(model_tar_gz: str | Path, out_dir: str | Path, *,
 
     Args:
         model_tar_gz: the gzipped tar with a TorchScript `model.pth` at its root.
-        out_dir: the artifact directory to write (replaced whole if it exists).
+        out_dir: the artifact directory to write (replaced whole if it is one already; any other
+            existing non-empty directory is refused with ConfigError).
         data_input_config: Neo's DataInputConfig, a JSON string or dict: `{"input0": [1, 3, 224, 224]}`.
         model_name: the name in the manifest (default: the tar's name without extensions).
         model_version: the version in the manifest.
@@ -133,6 +133,7 @@ def compile_pytorch(model_tar_gz: str | Path, out_dir: str | Path, *,
     except ImportError:
         raise CompileError("local compilation needs torch and onnx: pip install 'edge-console[compile]'") from None
 
+    check_artifact_target(out_dir)  # before any work: never replace a directory that is not ours
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".compile-", dir=out_dir.parent) as tmp:
         tmp = Path(tmp)
@@ -256,11 +257,8 @@ def _quantize(build: Path, input_name: str, pre: Preprocessing, images: list[Any
 
 
 def _replace_dir(new: Path, target: Path) -> None:
-    """Put `new` at `target` so that readers see the old directory or the new one, never half of one."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)
+    """Put `new` at `target` so that readers see the old directory or the new one, never half of one.
+
+    Refuses (ConfigError) a `target` that exists and is not a model artifact or an empty directory.
+    """
+    replace_dir(new, target)

@@ -191,3 +191,90 @@ def test_a_bad_set_value_through_the_real_entry_point_has_no_traceback(moto_url,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "edge-console: volume_gib 'abc' must be a whole number, e.g. volume_gib=20."
+
+
+# --- 4. an output directory is replaced only when it is a model artifact ----------------------------
+
+
+def _precious(root):
+    """A directory an operator would not want deleted (think `--out ~`): files and a subfolder."""
+    root.mkdir()
+    (root / "notes.txt").write_text("keep me")
+    (root / "projects").mkdir()
+    (root / "projects" / "thesis.tex").write_text("years of work")
+    return root
+
+
+def _survived(root) -> bool:
+    return (root / "notes.txt").read_text() == "keep me" and \
+        (root / "projects" / "thesis.tex").read_text() == "years of work"
+
+
+def _artifact_tar(path, files: dict[str, bytes]):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_compile_local_refuses_a_directory_that_is_not_an_artifact(model_tar, tmp_path, capsys):
+    home = _precious(tmp_path / "home")
+    assert main(["compile", "--local", str(home), "--model", str(model_tar), "--input",
+                 '{"input0": [1, 3, 224, 224]}']) == 2
+    assert f"{home} exists and is not a model artifact; choose an empty or new directory" in _one_line_error(capsys)
+    assert _survived(home) and sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+    from actions.compiler import compile_pytorch
+
+    with pytest.raises(ConfigError, match="not a model artifact"):
+        compile_pytorch(model_tar, home, data_input_config={"input0": [1, 3, 224, 224]})
+    assert _survived(home)
+
+
+@pytest.mark.parametrize("extra", [[], ["--follow", "some-job"]])
+def test_compile_out_refuses_a_directory_that_is_not_an_artifact_before_any_call(moto_url, tmp_path, capsys, extra):
+    home = _precious(tmp_path / "home")
+    argv = ["compile", "--out", str(home), "--input", '{"input0": [1, 3, 224, 224]}', *extra,
+            "--sandbox", "http://127.0.0.1:9", "--state-dir", str(tmp_path / "state")]  # nothing listens on :9
+    assert main(argv) == 2
+    assert "exists and is not a model artifact" in _one_line_error(capsys)
+    assert _survived(home)
+
+
+def test_download_artifact_replaces_only_an_artifact_and_whole(ctx, tmp_path):
+    from actions import compile as comp
+
+    s3 = ctx.client("s3")
+    s3.create_bucket(Bucket="artifacts")
+    tar = _artifact_tar(tmp_path / "a.tar.gz", {"manifest.json": b"{}", "model.onnx": b"new"})
+    s3.upload_file(str(tar), "artifacts", "compiled/a.tar.gz")
+    uri = "s3://artifacts/compiled/a.tar.gz"
+
+    home = _precious(tmp_path / "home")
+    with pytest.raises(ConfigError, match="exists and is not a model artifact"):
+        comp.download_artifact(ctx, uri, home)
+    assert _survived(home)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match="not a model artifact"):
+        comp.download_artifact(ctx, uri, a_file)
+
+    # An earlier artifact (ours or Neo's) is replaced whole: its stale files go, nothing is left beside it.
+    for marker in ("manifest.json", "compiled.so"):
+        old = tmp_path / f"old-{marker}"
+        old.mkdir()
+        (old / marker).write_bytes(b"old")
+        (old / "stale.bin").write_bytes(b"stale")
+        assert comp.download_artifact(ctx, uri, old) == old
+        assert sorted(p.name for p in old.iterdir()) == ["manifest.json", "model.onnx"]
+        assert (old / "model.onnx").read_bytes() == b"new"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    comp.download_artifact(ctx, uri, empty)
+    assert (empty / "model.onnx").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "empty", "file", "home",
+                                                          "old-compiled.so", "old-manifest.json"]
