@@ -278,3 +278,40 @@ def test_download_artifact_replaces_only_an_artifact_and_whole(ctx, tmp_path):
     assert (empty / "model.onnx").read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "empty", "file", "home",
                                                           "old-compiled.so", "old-manifest.json"]
+
+
+# --- 5. private keys: a fresh file, 0600 from its first byte, whatever was left beside them ----------
+
+
+def _plant_stale_tmp(target, leak):
+    """What an earlier crash (or another user) may leave: `<name>.tmp`, world-readable, and a symlink."""
+    stale = target.with_name(target.name + ".tmp")
+    leak.write_text("not a key")
+    leak.chmod(0o644)
+    stale.symlink_to(leak)  # O_CREAT|O_TRUNC without O_EXCL follows it and writes the key there
+
+
+def test_broker_ca_keys_ignore_a_stale_tmp_file(tmp_path):
+    from fixtures.broker import _CertAuthority
+
+    ca_dir = tmp_path / "ca"
+    ca_dir.mkdir()
+    _plant_stale_tmp(ca_dir / "ca.key", tmp_path / "leak-ca")
+    _plant_stale_tmp(ca_dir / "client-1.key", tmp_path / "leak-client")
+    ca = _CertAuthority(ca_dir)
+    _, key = ca.issue("client-1", server=False)
+    for path in (ca_dir / "ca.key", key):
+        assert path.stat().st_mode & 0o777 == 0o600 and b"PRIVATE KEY" in path.read_bytes()
+    assert (tmp_path / "leak-ca").read_text() == "not a key" and (tmp_path / "leak-client").read_text() == "not a key"
+    assert (ca_dir / "ca.pem").stat().st_mode & 0o777 == 0o644
+
+
+def test_sandbox_device_key_ignores_a_stale_tmp_file(tmp_path):
+    from fixtures.sandbox.device import _write_file
+
+    key = tmp_path / "private.pem.key"
+    _plant_stale_tmp(key, tmp_path / "leak")
+    _write_file(key, "-----BEGIN PRIVATE KEY-----\nsecret\n", 0o600)
+    assert key.stat().st_mode & 0o777 == 0o600 and "secret" in key.read_text()
+    assert (tmp_path / "leak").read_text() == "not a key"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
