@@ -6,6 +6,15 @@ Two independent sources of "last seen" stand side by side, never merged into one
 - `client_last_seen`: the timestamp of the edge client's last status message (MQTT, retained).
 
     devices = fleet.list_fleet(ctx, "mythinggroupname", statuses=fleet.collect_statuses(transport))
+
+Who a status message is about comes from its topic (`edge-console/<device>/status`), never from the
+`device` field inside it: the thing's IoT policy can scope publishing to
+`edge-console/${iot:Connection.Thing.ThingName}/*` (the sandbox's thing policy does, see
+fixtures/sandbox/device.py), so a device cannot publish on another device's status topic, but
+nothing stops it from writing `{"device": "other"}` on its own. A payload whose `device` differs from
+the topic's is malformed and ignored (`status_from_message`). The topic is only as good as the
+policy: one that allows iot:Publish on any topic vouches for nothing, so check the policy attached
+to the devices' certificates.
 """
 
 from __future__ import annotations
@@ -15,11 +24,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from actions.aws import aws_call, error_code
-from actions.context import Context
-from actions.errors import NotFound
+from actions.errors import MessageError, NotFound
+from actions.messages.status import STATUS_TOPIC_TEMPLATE, Status, parse_status
+
+if TYPE_CHECKING:  # annotations only: the console's fleet model imports this module without boto3
+    from actions.context import Context
+
+STATUS_FILTER = "edge-console/+/status"  # every device's status topic (STATUS_TOPIC_TEMPLATE)
 
 
 @dataclass(frozen=True)
@@ -186,26 +200,78 @@ def list_fleet(ctx: Context, group: str, *, details: bool = False, statuses: Map
     return merge_statuses(devices, statuses) if statuses else devices
 
 
-def collect_statuses(transport: Any, *, wait: float = 1.0, topic_filter: str = "edge-console/+/status") -> dict:
+def status_template(topic_filter: str = STATUS_FILTER) -> str:
+    """The status topic template (`{device}` at the device's level) a subscription filter implies.
+
+    A filter with exactly one `+` (and no `#`) has the device at the `+`: `fleet/+/health` gives
+    `fleet/{device}/health`. Any other filter (a literal topic, `edge-console/#`) is read with the
+    default template, `edge-console/{device}/status`.
+    """
+    levels = topic_filter.split("/")
+    if levels.count("+") == 1 and "#" not in levels:
+        return "/".join("{device}" if level == "+" else level for level in levels)
+    return STATUS_TOPIC_TEMPLATE
+
+
+def topic_device(topic: str, topic_filter: str = STATUS_FILTER) -> str | None:
+    """The device a status topic names (`edge-console/dev-a/status` -> "dev-a"), None if it names none."""
+    template = status_template(topic_filter).split("/")
+    levels = topic.split("/")
+    if len(levels) != len(template):
+        return None
+    device = None
+    for level, expected in zip(levels, template):
+        if expected == "{device}":
+            device = level
+        elif level != expected:
+            return None
+    return device or None
+
+
+def status_from_message(topic: str, payload: bytes | str, topic_filter: str = STATUS_FILTER) -> Status:
+    """Parse a status message and check that it is about the device its topic names.
+
+    The device is the topic's (see the module docstring); the payload's `device` must agree.
+
+    Raises:
+        MessageError: the payload is not a status message, the topic names no device, or the
+            payload claims another device than the topic.
+    """
+    status = parse_status(payload)
+    device = topic_device(topic, topic_filter)
+    if device is None:
+        raise MessageError(f"the topic {topic!r:.120} does not name a device "
+                           f"(expected {status_template(topic_filter)})")
+    if status.device != device:
+        raise MessageError(f"device {status.device!r:.80} in the payload does not match the topic's {device!r:.80}")
+    return status
+
+
+def collect_statuses(transport: Any, *, wait: float = 1.0, topic_filter: str = STATUS_FILTER,
+                     malformed: list[tuple[str, str]] | None = None) -> dict:
     """Collect the retained status message of every device from a connected MQTT transport.
 
     Status messages are published retained, so subscribing delivers the last one of each device at
-    once; we listen for `wait` seconds. Malformed payloads are skipped (the console's raw view shows
-    them); the newest message per device wins.
+    once; we listen for `wait` seconds. Each is keyed by the device its topic names; malformed
+    payloads, and payloads claiming another device than their topic, are skipped (the console's raw
+    view shows them) and, when `malformed` is given, appended to it as (topic, reason). The newest
+    message per device wins.
 
     Args:
         transport: a connected `actions.mqtt` Transport.
+        topic_filter: what to subscribe to; its `+` level is the device (see `status_template`).
+        malformed: a list to receive (topic, reason) for every message skipped.
     """
-    from actions.errors import MessageError
-    from actions.messages.status import parse_status
-
     found: dict[str, Any] = {}
     lock = threading.Lock()
 
     def on_message(topic: str, payload: bytes) -> None:
         try:
-            status = parse_status(payload)
-        except MessageError:
+            status = status_from_message(topic, payload, topic_filter)
+        except MessageError as exc:
+            if malformed is not None:
+                with lock:
+                    malformed.append((topic, str(exc)))
             return
         with lock:
             found[status.device] = status

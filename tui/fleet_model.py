@@ -3,17 +3,25 @@
 Plain Python, no Textual: the screen asks `view()` for the names to show and `row()` for the few
 rows on screen. Both "last seen" sources stay separate columns: the Greengrass core device status
 time, and the time of the device's last edge-client status message.
+
+A status message is about the device its topic names (`edge-console/<device>/status`), not the one
+its payload's `device` field names: the IoT policy keeps a device off other devices' topics but not
+from writing any name into its own messages. A payload that names another device than its topic is
+counted as malformed and not applied (`actions.fleet.status_from_message`).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
 from actions.errors import MessageError
-from actions.messages.status import parse_status
+from actions.fleet import STATUS_FILTER, status_from_message
+
+MALFORMED_KEEP = 100  # (topic, reason) of the latest malformed statuses, for a look at what is wrong
 
 
 @dataclass(frozen=True)
@@ -43,10 +51,13 @@ class FleetModel:
 
     Args:
         now: the current wall time (aware UTC), for ages.
+        topic_filter: the status subscription; its `+` level is the device (see
+            `actions.fleet.status_template`).
     """
 
-    def __init__(self, now: Callable[[], datetime]) -> None:
+    def __init__(self, now: Callable[[], datetime], topic_filter: str = STATUS_FILTER) -> None:
         self._now = now
+        self.topic_filter = topic_filter
         self.devices: dict[str, Any] = {}  # name -> actions.fleet.Device
         self.statuses: dict[str, Any] = {}  # name -> actions.messages.status.Status
         self.status_times: dict[str, datetime | None] = {}
@@ -54,6 +65,7 @@ class FleetModel:
         self._lock = threading.Lock()
         self._search: dict[str, str] = {}
         self.malformed_statuses = 0
+        self._malformed: deque[tuple[str, str]] = deque(maxlen=MALFORMED_KEEP)  # (topic, reason)
 
     # -- input -----------------------------------------------------------------------------------
 
@@ -63,12 +75,17 @@ class FleetModel:
         self._search.clear()
 
     def ingest_status(self, topic: str, payload: bytes) -> None:
-        """A status message from MQTT (any thread); the newest per device is kept."""
+        """A status message from MQTT (any thread); the newest per device is kept.
+
+        The device is the one the topic names; a payload that does not parse, or that claims another
+        device, is counted in `malformed_statuses` (its reason kept, see `malformed()`) and not applied.
+        """
         try:
-            status = parse_status(payload)
-        except MessageError:
+            status = status_from_message(topic, payload, self.topic_filter)
+        except MessageError as exc:
             with self._lock:
                 self.malformed_statuses += 1
+                self._malformed.append((topic, str(exc)))
             return
         with self._lock:
             self._pending[status.device] = status
@@ -82,6 +99,11 @@ class FleetModel:
             self.status_times[name] = _parse_time(status.timestamp)
             self._search.pop(name, None)
         return set(pending)
+
+    def malformed(self) -> list[tuple[str, str]]:
+        """(topic, reason) of the latest malformed statuses, oldest first (any thread)."""
+        with self._lock:
+            return list(self._malformed)
 
     # -- output ----------------------------------------------------------------------------------
 

@@ -6,6 +6,22 @@ devices that changed since the last call, so the cost of drawing does not grow w
 rate. Memory is bounded: at most `max_devices` devices (the least recently heard from is dropped,
 because device names come from payloads and a broken publisher could invent any number of them)
 and at most `max_malformed` malformed messages kept for viewing (all of them are counted).
+
+Which device a prediction is from: on the runbook's shared topic
+(`gg/sageMakerEdgeManager/image-classification`, the screen's default subscription) every device
+publishes on the same topic, so the topic cannot say, and the row is keyed by the payload's
+`device` field. That name is what the device says about itself: the IoT policy decides who may
+publish on the topic, not what a message claims, so one device can show up under another's name
+there. Rows keyed that way have `device_from_topic=False`. To have AWS vouch for it, an AWS IoT Core
+topic rule could republish the messages with the sender's `clientid()` (with the thing policy's
+`iot:Connect` on `client/${iot:Connection.Thing.ThingName}`, the thing name) stamped in; nothing
+here sets that up.
+
+A topic in a device's own namespace, `edge-console/<device>/...` (e.g. a subscription to
+`edge-console/+/predictions`, with the devices' `topic` set to theirs), names the device: a thing
+policy scoped to `edge-console/${iot:Connection.Thing.ThingName}/*` (as the sandbox's is) keeps
+other devices off it. There the topic's device keys the row (`device_from_topic=True`), a payload
+naming another device is malformed, and a payload without `device` takes the topic's.
 """
 
 from __future__ import annotations
@@ -20,6 +36,17 @@ from actions.errors import MessageError
 from actions.messages.prediction import Prediction, parse_prediction
 
 RAW_KEEP_BYTES = 8 * 1024  # of a malformed payload, enough to see what is wrong with it
+
+
+DEVICE_TOPIC_PREFIX = "edge-console/"  # edge-console/<device>/...: the thing's own topics in its IoT policy
+
+
+def topic_device(topic: str) -> str | None:
+    """The device a per-device topic names (`edge-console/dev-a/predictions` -> "dev-a"), else None."""
+    if not topic.startswith(DEVICE_TOPIC_PREFIX):
+        return None
+    levels = topic[len(DEVICE_TOPIC_PREFIX):].split("/")
+    return levels[0] if len(levels) >= 2 and levels[0] else None
 
 
 def unknown_device_key(topic: str) -> str:
@@ -40,6 +67,7 @@ class DeviceRow:
     last_seen: float  # monotonic seconds
     last_wall: datetime
     buckets: tuple[tuple[int, int], ...]  # (whole monotonic second, messages in it)
+    device_from_topic: bool = False  # True: the topic named the device; False: the payload said so
 
     def rate(self, now: float, window: float) -> float:
         """Messages per second over the last `window` seconds (or since first seen, if sooner)."""
@@ -78,6 +106,7 @@ class _Device:
     last_wall: datetime
     count: int = 0
     buckets: deque = field(default_factory=deque)
+    from_topic: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,6 +152,10 @@ class LiveAggregator:
         wall = self._wall()
         try:
             prediction = parse_prediction(payload)
+            device = topic_device(topic)
+            if device is not None and prediction.device not in (None, device):
+                raise MessageError(f"device {prediction.device!r:.80} in the payload does not match "
+                                   f"the topic's {device!r:.80}")
         except MessageError as exc:
             bad = Malformed(topic, str(exc), bytes(payload[:RAW_KEEP_BYTES]), len(payload), wall)
             with self._lock:
@@ -133,13 +166,14 @@ class LiveAggregator:
                 if len(self._new_malformed) > self._malformed.maxlen:
                     del self._new_malformed[0]
             return
-        key = prediction.device or unknown_device_key(topic)
+        key = device or prediction.device or unknown_device_key(topic)
         second = int(now)
         with self._lock:
             self.total += 1
             dev = self._devices.get(key)
             if dev is None:
                 dev = _Device(key, topic, prediction, bytes(payload), now, now, wall)
+                dev.from_topic = device is not None
                 self._devices[key] = dev
                 self._removed.discard(key)
                 if len(self._devices) > self.max_devices:
@@ -150,6 +184,7 @@ class LiveAggregator:
                 self._devices.move_to_end(key)
                 dev.topic, dev.prediction, dev.raw = topic, prediction, bytes(payload)
                 dev.last_seen, dev.last_wall = now, wall
+                dev.from_topic = device is not None
             dev.count += 1
             buckets = dev.buckets
             if buckets and buckets[-1][0] == second:
@@ -168,7 +203,8 @@ class LiveAggregator:
             for key in self._dirty:
                 d = self._devices[key]
                 changed[key] = DeviceRow(key, d.topic, d.prediction, d.raw, d.count, d.first_seen,
-                                         d.last_seen, d.last_wall, tuple((s, c) for s, c in d.buckets))
+                                         d.last_seen, d.last_wall, tuple((s, c) for s, c in d.buckets),
+                                         d.from_topic)
             self._dirty.clear()
             removed = tuple(self._removed)
             self._removed.clear()
