@@ -312,7 +312,10 @@ def test_fleet_merges_the_clients_status_messages(sandbox, stack, add_device):
 
     ctx, _ = stack
     device = f"stat-{UID}"
-    add_device(device)
+    # A group of its own: in GROUP an earlier test's deployment would start a real edge client on
+    # this device, whose retained status would replace the one this test publishes.
+    group = f"stat-grp-{UID}"
+    add_device(device, group)
     broker = sandbox.broker
     settings = MqttSettings(host=broker.host, port=broker.port, client_id=f"pub-{UID}")
     with open_transport(settings, kind="mqtt") as pub:
@@ -326,7 +329,7 @@ def test_fleet_merges_the_clients_status_messages(sandbox, stack, add_device):
     with open_transport(MqttSettings(host=broker.host, port=broker.port, client_id=f"sub-{UID}"), kind="mqtt") as sub:
         sub.connect()
         statuses = fleet.collect_statuses(sub, wait=1.5)
-    devices = {d.name: d for d in fleet.list_fleet(ctx, GROUP, statuses=statuses)}
+    devices = {d.name: d for d in fleet.list_fleet(ctx, group, statuses=statuses)}
     mine = devices[device]
     assert mine.core_status == "HEALTHY" and mine.core_last_seen is not None
     assert mine.client.model_version == "1.0.1" and mine.client_last_seen is not None

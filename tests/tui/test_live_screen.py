@@ -99,7 +99,8 @@ async def test_predictions_from_a_deployed_sandbox_device(sandbox, console_stack
         # The edge client deployed by the fixture classifies the sample images and publishes top-5.
         await wait_for(pilot, lambda: console_device in screen.rows, timeout=60)
         row = screen.rows[console_device]
-        assert 1 <= len(row.prediction.results) <= 5 and row.prediction.model_version
+        # Top 5 at most; none when no class reaches the threshold (the rocket photo can fall under 0.3).
+        assert len(row.prediction.results) <= 5 and row.prediction.model_version
         await wait_for(pilot, lambda: screen.rows[console_device].count >= 2, timeout=30)
         await pilot.press("slash")
         await pilot.press(*console_device, "enter")
