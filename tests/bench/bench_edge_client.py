@@ -247,7 +247,11 @@ def _memory(report, work: Path, broker, model_dir: Path, images: Path) -> None:
         at_high = _vm_hwm_kb(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:  # a hung agent must not outlive the benchmark
+            proc.kill()
+            proc.wait()
         watcher.loop_stop()
         watcher.disconnect()
     report(f"agent peak RSS after {low:,} images", at_low / 1024, "MiB")

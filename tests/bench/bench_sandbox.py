@@ -24,7 +24,7 @@ CALLS = 200
 
 def _import_baseline() -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import moto.server, werkzeug.serving"], check=True)
+    subprocess.run([sys.executable, "-c", "import moto.server, werkzeug.serving"], check=True, timeout=120)
     return time.perf_counter() - start
 
 
