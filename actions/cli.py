@@ -265,6 +265,10 @@ def cmd_deploy(args, out: Output) -> int:
     elif args.rollback:
         dep_id = deploy.rollback(ctx, args.group)
     else:
+        merge = _json_arg(args.merge, "--merge") if args.merge else {}
+        if not isinstance(merge, dict) or not all(isinstance(v, dict) for v in merge.values()):
+            raise ConfigError('--merge must be a JSON object {"component": {...}}, e.g. --merge '
+                              f'\'{{"{args.app_component}": {{"threshold": 0.5}}}}\'.')
         components: dict[str, str] = {}
         for item in args.component or []:
             name, sep, version = item.partition("=")
@@ -277,7 +281,6 @@ def cmd_deploy(args, out: Output) -> int:
                 if not found:
                     raise ConfigError(f"{name} has no published version; run `edge-console package` first.")
                 components[name] = found[-1]
-        merge = _json_arg(args.merge, "--merge") if args.merge else {}
         settings = _settings(args.set)
         if settings:
             merge.setdefault(args.app_component, {}).update(settings)

@@ -75,7 +75,7 @@ class Context:
                 doc = json.loads(found[0].read_text())
             except (OSError, ValueError, IndexError):
                 raise ConfigError(f"--sandbox {endpoint_url!r} is neither an http:// URL nor a sandbox state "
-                                  "folder with state.json; start one with `edge-console sandbox start`.") from None
+                                  "folder with state.json; start one with `edge-console sandbox up`.") from None
             endpoint_url, region = doc["endpoint_url"], doc.get("region") or region
             sandbox_state_dir = sandbox_state_dir or target
         session = boto3.Session(region_name=region, **SANDBOX_KEYS)

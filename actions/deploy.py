@@ -71,6 +71,13 @@ def create(ctx: Context, group: str, components: dict[str, str], *, merge: dict[
     """
     if not components:
         raise ConfigError("Nothing to deploy: name at least one component and version.")
+    if merge is not None and (not isinstance(merge, dict) or not all(isinstance(v, dict) for v in merge.values())):
+        raise ConfigError('The configuration merge must be a JSON object {"component": {...}}: each component '
+                          "name maps to an object of settings.")
+    if reset is not None and (not isinstance(reset, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in reset.values())):
+        raise ConfigError('The configuration reset must map each component name to a list of JSON pointers, '
+                          'e.g. {"component": ["/threshold"]}.')
     for comp in set(merge or {}) | set(reset or {}):
         if comp not in components:
             raise ConfigError(f"A configuration update names {comp}, which is not in the deployment; add it.")

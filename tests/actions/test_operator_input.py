@@ -315,3 +315,37 @@ def test_sandbox_device_key_ignores_a_stale_tmp_file(tmp_path):
     assert key.stat().st_mode & 0o777 == 0o600 and "secret" in key.read_text()
     assert (tmp_path / "leak").read_text() == "not a key"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+# --- 6. hints name commands that exist ----------------------------------------------------------------
+
+
+def test_a_missing_sandbox_folder_points_to_sandbox_up(tmp_path, capsys):
+    from fixtures.sandbox.cli import build_parser as sandbox_parser
+
+    assert main(["fleet", "--sandbox", str(tmp_path / "nowhere"), "--state-dir", str(tmp_path)]) == 2
+    err = _one_line_error(capsys)
+    assert "start one with `edge-console sandbox up`" in err
+    sandbox_parser().parse_args(["up", "--port", "0"])  # the command the hint names exists
+
+
+# --- 7. deploy --merge takes only {"component": {...}} ------------------------------------------------
+
+
+@pytest.mark.parametrize("merge", ['"str"', "[1, 2]", "5", '{"com.example.App": 5}', '{"com.example.App": "x"}'])
+def test_deploy_merge_must_be_an_object_of_objects(moto_url, tmp_path, capsys, merge):
+    reset(moto_url)
+    assert main(["deploy", "--merge", merge, "--component", "com.example.App=1.0.0", "--no-follow",
+                 "--sandbox", moto_url, "--state-dir", str(tmp_path)]) == 2
+    assert '--merge must be a JSON object {"component": {...}}' in _one_line_error(capsys)
+
+
+def test_deploy_create_refuses_a_merge_or_reset_of_the_wrong_shape(ctx, calls):
+    from actions import deploy
+
+    calls.attach(ctx)
+    with pytest.raises(ConfigError, match=r'must be a JSON object \{"component": \{\.\.\.\}\}'):
+        deploy.create(ctx, "g", {"com.example.App": "1.0.0"}, merge="str")
+    with pytest.raises(ConfigError, match="list of JSON pointers"):
+        deploy.create(ctx, "g", {"com.example.App": "1.0.0"}, reset={"com.example.App": "/threshold"})
+    assert calls.names == []  # refused before any AWS call
