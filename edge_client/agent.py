@@ -604,7 +604,7 @@ class Agent:
 
     def _classify_loop(self, images) -> bool:
         """Classify until the source ends (True) or the agent is stopped (False)."""
-        from actions.inference import Classification, top_k
+        from actions.inference import Classification, top_classes
 
         count = 0
         prepared = self._prepared(images)
@@ -624,7 +624,7 @@ class Agent:
                         continue
                 t1 = time.perf_counter()
                 probs = model.infer(tensor)
-                labels = top_k(probs, model.labels, s.top_k, s.threshold)
+                labels = top_classes(probs, model.labels, s.top_k, s.threshold)
                 result = Classification(labels, pre_ms, (time.perf_counter() - t1) * 1e3)
                 if self._handle(image, model, result, s):
                     count += 1

@@ -6,9 +6,9 @@
 """
 
 from actions.inference.artifact import Manifest, Preprocessing, detect_kind, read_manifest
-from actions.inference.classifier import Classification, ImageClassifier, Label, load_model, softmax, top_k
+from actions.inference.classifier import Classification, ImageClassifier, Label, load_model, softmax, top_classes
 
 __all__ = [
     "Classification", "ImageClassifier", "Label", "Manifest", "Preprocessing",
-    "detect_kind", "load_model", "read_manifest", "softmax", "top_k",
+    "detect_kind", "load_model", "read_manifest", "softmax", "top_classes",
 ]

@@ -50,7 +50,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z
 
 
-def top_k(probs: np.ndarray, labels: list[str], k: int, threshold: float) -> tuple[Label, ...]:
+def top_classes(probs: np.ndarray, labels: list[str], k: int, threshold: float) -> tuple[Label, ...]:
     """The k most probable classes with probability >= threshold, best first."""
     k = max(0, min(k, probs.size))
     if k == 0:
@@ -113,7 +113,7 @@ class ImageClassifier:
         t1 = time.perf_counter()
         probs = self.infer(tensor)
         t2 = time.perf_counter()
-        return Classification(_top_k(probs, self.labels, top_k, threshold), (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        return Classification(top_classes(probs, self.labels, top_k, threshold), (t1 - t0) * 1e3, (t2 - t1) * 1e3)
 
     def classify_many(self, images: Iterable[Any], top_k: int = 5, threshold: float = 0.3,
                       workers: int | None = None) -> Iterator[Classification | ImageError]:
@@ -145,7 +145,7 @@ class ImageClassifier:
                 t2 = time.perf_counter()
             except ImageError as exc:
                 return exc
-            return Classification(_top_k(probs, self.labels, top_k, threshold), (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+            return Classification(top_classes(probs, self.labels, top_k, threshold), (t1 - t0) * 1e3, (t2 - t1) * 1e3)
 
         def prepare(image: Any) -> tuple[np.ndarray | None, float, ImageError | None]:
             t0 = time.perf_counter()
@@ -177,13 +177,11 @@ class ImageClassifier:
             return error
         t1 = time.perf_counter()
         probs = self.infer(tensor)
-        return Classification(_top_k(probs, self.labels, k, threshold), pre_ms, (time.perf_counter() - t1) * 1e3)
+        return Classification(top_classes(probs, self.labels, k, threshold), pre_ms, (time.perf_counter() - t1) * 1e3)
 
     def __repr__(self) -> str:
         return f"<ImageClassifier {self.name} {self.version} {self.runtime}/{self.variant} from {self.directory}>"
 
-
-_top_k = top_k  # the method's parameter shadows the function's name inside classify()
 
 
 def _load_onnx(directory: Path, variant: str | None, verify: bool, threads: int | None) -> ImageClassifier:
