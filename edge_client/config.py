@@ -161,8 +161,9 @@ class Settings:
     def public(self) -> dict[str, Any]:
         """The settings as a dict with secrets masked, for logs and `--check`."""
         out = {name: getattr(self, name) for name in FIELDS}
-        if out.get("mqtt_password"):
-            out["mqtt_password"] = "***"
+        for name in out:
+            if out[name] and is_secret(name):
+                out[name] = "***"
         return out
 
 
@@ -175,6 +176,19 @@ def normalize_key(key: str) -> str:
     if not key.isupper():
         key = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key)
     return key.replace("-", "_").lower()
+
+
+# Words that make a setting's value a secret: it is never shown in an error or a log. Key and
+# certificate *paths* (key_path, ca_path, ...) are not secrets and are shown.
+SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "private_key", "api_key", "access_key")
+
+
+def is_secret(name: str) -> bool:
+    """True when setting `name` (any spelling) holds a secret: mqtt_password, *token*, *secret*, *_key, ..."""
+    key = normalize_key(str(name))
+    if key.endswith(("_path", "_file", "_dir")):
+        return False
+    return any(word in key for word in SECRET_WORDS) or key == "key" or key.endswith("_key")
 
 
 def _type_of(name: str) -> str:
@@ -214,6 +228,8 @@ def coerce(name: str, value: Any, where: str) -> Any:
     except ValueError:
         want = kind.split(" ")[0].replace("bool", "true or false").replace("int", "a whole number") \
             .replace("float", "a number").replace("str", "text")
+        if is_secret(name):  # the value may be the secret itself, or part of it: never repeat it
+            raise ConfigError(f"{name} ({where}) is not {want} (its value is not shown: it is a secret)") from None
         raise ConfigError(f"{name} ({where}) is {value!r:.60}, which is not {want}") from None
 
 
