@@ -170,7 +170,9 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
             return False
         raise ConfigError(f"{f.name} {shown} must be true or false (also yes/no, 1/0).")
     if kind == "int":
-        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,9}\s*", value):
+        if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+            if len(value.strip().lstrip("+-")) > 9:  # int() of thousands of digits raises; no setting needs so many
+                raise ConfigError(f"{f.name} {shown} is out of range, e.g. {f.name}={f.default}.")
             return int(value)
         if isinstance(value, float) and value.is_integer():
             return int(value)

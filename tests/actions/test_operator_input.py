@@ -55,11 +55,20 @@ def test_set_yes_turns_dev_tools_on(moto_url, tmp_path, capsys):
     assert "DeployDevTools" in json.dumps(plan["iam-role"]["documents"])
 
 
+def test_set_text_settings_stay_text(moto_url, tmp_path, capsys):
+    # `--set thing_name=5` is the name "5" (a text setting), not the number 5 that JSON would make.
+    reset(moto_url)
+    plan = _plan(moto_url, tmp_path, capsys, "thing_name=5", "volume_gib=30")
+    assert "  THING_NAME=5" in plan["scripts"]["details"]
+
+
 @pytest.mark.parametrize("pair, words", [
     ("deploy_dev_tools=maybe", "deploy_dev_tools 'maybe' must be true or false"),
     ("provision=", "provision '' must be true or false"),
     ("volume_gib=abc", "volume_gib 'abc' must be a whole number"),
     ("volume_gib=20.5", "volume_gib '20.5' must be a whole number"),
+    ("volume_gib=" + "9" * 5000, "...' is out of range"),
+    ("volume_gib=99999", "volume_gib 99999 is out of range"),
     ("teardown_timeout_s=soon", "teardown_timeout_s 'soon' must be a number"),
     ("bucket=5", "bucket '5' is not a valid S3 bucket name"),
     ("thing_name=Big", "thing_name 'Big' is not valid"),
