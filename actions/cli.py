@@ -284,6 +284,8 @@ def cmd_deploy(args, out: Output) -> int:
         settings = _settings(args.set)
         if settings:
             merge.setdefault(args.app_component, {}).update(settings)
+        # Checked here, before any call: a bad value would otherwise be deployed and refused on every device.
+        pk.check_client_settings(merge.get(args.app_component, {}))
         dep_id = deploy.create(ctx, args.group, components, merge=merge or None)
     if not out.json:
         print(f"deployment {dep_id}")

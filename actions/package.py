@@ -105,19 +105,32 @@ class PackageSpec:
         if not settings.get("source") and self.images_dir is None:
             raise ConfigError("The edge client needs images: pass images_dir (--images DIR) to ship sample images, "
                               "or set source (--set source=camera:0 or a folder on the device).")
-        threshold, top_k = settings["threshold"], settings["top_k"]
+        check_client_settings(settings)
+        return self
+
+
+def check_client_settings(settings: dict[str, Any]) -> None:
+    """Check the edge client settings present in `settings` (package defaults, or a deployment merge).
+
+    Raises:
+        ConfigError: names the setting, says what it must be and shows an example.
+    """
+    if "threshold" in settings:
+        threshold = settings["threshold"]
         if not _is_number(threshold) or not 0 <= threshold <= 1:
             raise ConfigError(f"threshold {threshold!r:.60} must be a number between 0 and 1 "
                               "(the runbook's is 0.3), e.g. --set threshold=0.5.")
+    if "top_k" in settings:
+        top_k = settings["top_k"]
         if not _is_number(top_k) or top_k != int(top_k) or top_k < 1:
             raise ConfigError(f"top_k {top_k!r:.60} must be a whole number, at least 1 "
                               "(the runbook's is 5), e.g. --set top_k=3.")
+    if "interval" in settings:
         if not _is_number(settings["interval"]) or not 0 <= settings["interval"] < math.inf:
             raise ConfigError(f"interval {settings['interval']!r:.60} must be a number of seconds, 0 or more, "
                               "e.g. --set interval=1.0.")
-        if not isinstance(settings["loop"], bool):
-            raise ConfigError(f"loop {settings['loop']!r:.60} must be true or false, e.g. --set loop=false.")
-        return self
+    if "loop" in settings and not isinstance(settings["loop"], bool):
+        raise ConfigError(f"loop {settings['loop']!r:.60} must be true or false, e.g. --set loop=false.")
 
 
 def _is_number(value: Any) -> bool:

@@ -358,3 +358,15 @@ def test_deploy_create_refuses_a_merge_or_reset_of_the_wrong_shape(ctx, calls):
     with pytest.raises(ConfigError, match="list of JSON pointers"):
         deploy.create(ctx, "g", {"com.example.App": "1.0.0"}, reset={"com.example.App": "/threshold"})
     assert calls.names == []  # refused before any AWS call
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("threshold=abc", "threshold 'abc' must be a number between 0 and 1"),
+    ("top_k=0", "top_k 0 must be a whole number, at least 1"),
+    ("loop=maybe", "loop 'maybe' must be true or false"),
+])
+def test_deploy_set_values_are_checked_before_any_call(moto_url, tmp_path, capsys, setting, expected):
+    reset(moto_url)
+    assert main(["deploy", "--set", setting, "--component", "com.example.App=1.0.0", "--no-follow",
+                 "--sandbox", moto_url, "--state-dir", str(tmp_path)]) == 2
+    assert expected in _one_line_error(capsys)
