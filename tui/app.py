@@ -107,7 +107,18 @@ def make_app(ctx: Any, *, subscribe: Subscribe | None = None, clock: Clock | Non
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-console", description="The edge-console operator console.")
+    p = argparse.ArgumentParser(
+        prog="edge-console", description="The edge-console operator console.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="headless subcommands (each has --help):\n"
+               "  setup plan|apply|destroy   IAM role, S3 bucket, edge server, Greengrass env file\n"
+               "  compile                    a SageMaker Neo job, or --local\n"
+               "  package                    the model and inference Greengrass components\n"
+               "  deploy                     deploy, follow, cancel, roll back\n"
+               "  fleet                      devices, their Greengrass status and status messages\n"
+               "  logs                       a component's log on a device\n"
+               "  leftovers                  find and remove what SageMaker Edge Manager left\n"
+               "  sandbox up|status|down|device ...   the local AWS sandbox")
     p.add_argument("--sandbox", action="store_true",
                    help="start the local sandbox with one device running the fixture model, and open the console on it")
     p.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or the default chain)")

@@ -37,3 +37,15 @@ def test_bad_mqtt_options_are_one_line():
     out = _run("--region", "us-east-1", "--iot-endpoint", "x-ats.iot.us-east-1.amazonaws.com", "--cert", "/nope.pem",
                "--key", "/nope.key", AWS_CONFIG_FILE="/nonexistent")
     assert out.returncode == 1 and "--cert /nope.pem does not exist" in out.stderr
+
+
+def test_help_lists_every_headless_subcommand_and_each_answers_help():
+    from tui.main import HEADLESS
+
+    out = _run("--help")
+    assert out.returncode == 0
+    listed = out.stdout.split("headless subcommands", 1)[1]
+    for name in HEADLESS:
+        assert f"\n  {name} " in listed, name
+        sub = _run(name, "--help")
+        assert sub.returncode == 0 and "usage: edge-console" in sub.stdout, (name, sub.stderr[-300:])
