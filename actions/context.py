@@ -95,12 +95,13 @@ class Context:
         from actions.errors import ConfigError
 
         try:
-            session = boto3.Session(profile_name=profile, region_name=region)
+            # boto3 reads AWS_DEFAULT_REGION only; the AWS CLI v2 and the other SDKs also honour AWS_REGION.
+            session = boto3.Session(profile_name=profile, region_name=region or os.environ.get("AWS_REGION") or None)
         except Exception as exc:  # botocore's ProfileNotFound and friends
             raise ConfigError(f"AWS profile {profile!r} cannot be used ({exc}); check ~/.aws/config "
                               "or pass another --profile.") from None
         if not session.region_name:
-            raise ConfigError("No AWS region is set; pass --region or set AWS_REGION.")
+            raise ConfigError("No AWS region is set; pass --region or set AWS_REGION (or AWS_DEFAULT_REGION).")
         return cls(session=session, region=session.region_name, stack=stack,
                    state_dir=Path(state_dir) if state_dir else default_state_dir())
 

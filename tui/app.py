@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--region", help="AWS region (default: AWS_REGION or the profile's region)")
     p.add_argument("--stack", default=None, help="stack name used to tag and find resources")
     p.add_argument("--screen", default="live", choices=[m for m, *_ in NAV], help="screen to open first")
-    p.add_argument("--mqtt", metavar="HOST:PORT", help="a plain MQTT broker for the live and fleet screens")
+    p.add_argument("--mqtt", metavar="HOST:PORT", help="an MQTT broker for the live and fleet screens (TLS with --ca, mutual TLS with --cert/--key)")
     p.add_argument("--iot-endpoint", metavar="HOST",
                    help="AWS IoT Core data endpoint (aws iot describe-endpoint --endpoint-type iot:Data-ATS)")
     p.add_argument("--cert", metavar="FILE", help="client certificate for AWS IoT Core (mutual TLS)")

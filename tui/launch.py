@@ -134,18 +134,23 @@ def mqtt_from_args(args: argparse.Namespace):
     from actions.mqtt import MqttSettings
     from tui.mqtt_link import broker_subscriber, subscriber
 
+    for flag, path in (("--cert", args.cert), ("--key", args.key), ("--ca", args.ca)):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{flag} {path} does not exist; pass the path of the PEM file.")
+    if bool(args.cert) != bool(args.key):
+        raise ConfigError("--cert and --key go together: the client certificate and its private key.")
     if args.mqtt:
         host, _, port = args.mqtt.rpartition(":")
         if not host or not port.isdigit():
             raise ConfigError(f"--mqtt {args.mqtt!r} is not HOST:PORT, e.g. --mqtt 127.0.0.1:1883.")
+        if args.ca or args.cert:  # a broker with its own CA, or one that wants a client certificate
+            return subscriber(MqttSettings(transport="mqtt", host=host, port=int(port), tls=True, ca_path=args.ca,
+                                           cert_path=args.cert, key_path=args.key), kind="mqtt")
         return broker_subscriber(host, int(port))
     if args.iot_endpoint:
         if not (args.cert and args.key):
             raise ConfigError("--iot-endpoint needs --cert and --key: the certificate and key of a thing whose "
                               "policy allows iot:Connect, iot:Subscribe and iot:Receive.")
-        for flag, path in (("--cert", args.cert), ("--key", args.key), ("--ca", args.ca)):
-            if path and not Path(path).is_file():
-                raise ConfigError(f"{flag} {path} does not exist; pass the path of the PEM file.")
         settings = MqttSettings(transport="iot-core", iot_endpoint=args.iot_endpoint, port=8883,
                                 cert_path=args.cert, key_path=args.key, ca_path=args.ca, protocol=5)
         return subscriber(settings, kind="iot-core")
@@ -159,8 +164,8 @@ def run_aws_console(args: argparse.Namespace) -> int:
     from tui.app import make_app
 
     kwargs = {"stack": args.stack} if args.stack else {}
+    subscribe = mqtt_from_args(args)  # first: a malformed option is reported before any AWS set-up
     ctx = Context.from_aws(args.profile, args.region, **kwargs)
-    subscribe = mqtt_from_args(args)
     cfg = SetupConfig()
     defaults = {"group": cfg.thing_group_name, "device": cfg.thing_name}
     app = make_app(ctx, subscribe=subscribe, where=f"AWS {ctx.region} stack {ctx.stack}", defaults=defaults,

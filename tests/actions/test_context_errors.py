@@ -100,3 +100,14 @@ def test_missing_credentials_say_what_to_do():
 
     err = translate(NoCredentialsError(), "read the account ID")
     assert isinstance(err, AccessDenied) and "aws configure" in str(err)
+
+
+def test_aws_region_alone_sets_the_region(monkeypatch):
+    """boto3 reads only AWS_DEFAULT_REGION; operators coming from the AWS CLI v2 set AWS_REGION."""
+    from actions.context import Context
+
+    for name in ("AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert Context.from_aws(None, None).region == "eu-west-1"
