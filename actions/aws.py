@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from actions.errors import (AccessDenied, AwsError, EdgeConsoleError, NameConflict, NotFound,
                             QuotaExceeded, Throttled)
@@ -88,3 +88,16 @@ def aws_call(doing: str) -> Iterator[None]:
         if isinstance(exc, (ClientError, BotoCoreError, ResponseParserError)):
             raise translate(exc, doing) from None
         raise
+
+
+def pages(client: Any, operation: str, doing: str, **params: Any) -> Iterator[dict[str, Any]]:
+    """Every page of a paginated call through botocore's paginator; failures become typed errors.
+
+    Args:
+        client: a boto3 client.
+        operation: the paginated operation, e.g. "list_core_devices".
+        doing: what is being done, as a verb phrase, for the error message.
+        **params: the operation's parameters.
+    """
+    with aws_call(doing):
+        yield from client.get_paginator(operation).paginate(**params)

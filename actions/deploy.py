@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator
 
-from actions.aws import aws_call, error_code
+from actions.aws import aws_call, error_code, pages
 from actions.context import Context
 from actions.errors import ConfigError, NotFound
 from actions.progress import DONE, FAILED, PENDING, RUNNING, Progress
@@ -107,37 +107,24 @@ def get(ctx: Context, deployment_id: str) -> dict[str, Any]:
 
 def core_devices(ctx: Context, group_arn: str) -> list[dict[str, Any]]:
     """Every Greengrass core device in a thing group (all pages)."""
-    gg, out, token = ctx.client("greengrassv2"), [], None
-    while True:
-        kwargs: dict[str, Any] = {"thingGroupArn": group_arn, "maxResults": 100}
-        if token:
-            kwargs["nextToken"] = token
-        with aws_call("list the core devices"):
-            page = gg.list_core_devices(**kwargs)
+    out: list[dict[str, Any]] = []
+    for page in pages(ctx.client("greengrassv2"), "list_core_devices", "list the core devices",
+                      thingGroupArn=group_arn, PaginationConfig={"PageSize": 100}):
         out += page.get("coreDevices", [])
-        token = page.get("nextToken")
-        if not token:
-            return out
+    return out
 
 
 def device_state(ctx: Context, device: str, deployment_id: str) -> DeviceState:
     """How far one device is with one deployment (QUEUED when it has not picked it up yet)."""
-    gg, token = ctx.client("greengrassv2"), None
-    while True:
-        kwargs: dict[str, Any] = {"coreDeviceThingName": device}
-        if token:
-            kwargs["nextToken"] = token
-        with aws_call(f"read the deployments of {device}"):
-            page = gg.list_effective_deployments(**kwargs)
+    for page in pages(ctx.client("greengrassv2"), "list_effective_deployments", f"read the deployments of {device}",
+                      coreDeviceThingName=device):
         for row in page.get("effectiveDeployments", []):
             if row.get("deploymentId") == deployment_id:
                 details = row.get("statusDetails") or {}
                 reason = row.get("reason") or "; ".join(details.get("errorStack") or [])
                 return DeviceState(device, row["coreDeviceExecutionStatus"], reason or "",
                                    row.get("modifiedTimestamp"))
-        token = page.get("nextToken")
-        if not token:
-            return DeviceState(device, "QUEUED")
+    return DeviceState(device, "QUEUED")
 
 
 def follow(ctx: Context, deployment_id: str, *, timeout: float = 900.0, poll: float | None = None,
@@ -205,17 +192,10 @@ def cancel(ctx: Context, deployment_id: str) -> str:
 def history(ctx: Context, group: str) -> list[dict[str, Any]]:
     """The group's deployments, newest first (ID, name, status, creation time, latest flag)."""
     arn = thing_group_arn(ctx, group)
-    gg, out, token = ctx.client("greengrassv2"), [], None
-    while True:
-        kwargs: dict[str, Any] = {"targetArn": arn, "historyFilter": "ALL"}
-        if token:
-            kwargs["nextToken"] = token
-        with aws_call(f"list the deployments of {group}"):
-            page = gg.list_deployments(**kwargs)
+    out: list[dict[str, Any]] = []
+    for page in pages(ctx.client("greengrassv2"), "list_deployments", f"list the deployments of {group}",
+                      targetArn=arn, historyFilter="ALL"):
         out += page.get("deployments", [])
-        token = page.get("nextToken")
-        if not token:
-            break
     return sorted(out, key=lambda d: d.get("creationTimestamp") or datetime.min, reverse=True)
 
 

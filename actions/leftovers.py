@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
-from actions.aws import aws_call, error_code
+from actions.aws import aws_call, error_code, pages
 from actions.context import Context
 from actions.progress import DONE, RUNNING, Progress
 
@@ -48,30 +48,15 @@ class Leftover:
 
 
 def _components(ctx: Context) -> list[Leftover]:
-    gg, out, token = ctx.client("greengrassv2"), [], None
-    while True:
-        kwargs: dict[str, Any] = {"scope": "PRIVATE"}
-        if token:
-            kwargs["nextToken"] = token
-        with aws_call("list components"):
-            page = gg.list_components(**kwargs)
+    gg, out = ctx.client("greengrassv2"), []
+    for page in pages(gg, "list_components", "list components", scope="PRIVATE"):
         for comp in page.get("components", []):
             if comp["componentName"].lower().startswith(COMPONENT_PREFIX):
-                vtoken = None
-                while True:
-                    vkw: dict[str, Any] = {"arn": comp["arn"]}
-                    if vtoken:
-                        vkw["nextToken"] = vtoken
-                    with aws_call(f"list the versions of {comp['componentName']}"):
-                        vpage = gg.list_component_versions(**vkw)
+                for vpage in pages(gg, "list_component_versions", f"list the versions of {comp['componentName']}",
+                                   arn=comp["arn"]):
                     out += [Leftover("component-version", f"{v['componentName']}@{v['componentVersion']}", v["arn"])
                             for v in vpage.get("componentVersions", [])]
-                    vtoken = vpage.get("nextToken")
-                    if not vtoken:
-                        break
-        token = page.get("nextToken")
-        if not token:
-            return out
+    return out
 
 
 def _role_aliases(ctx: Context) -> list[Leftover]:

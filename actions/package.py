@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from actions.aws import aws_call, error_code
+from actions.aws import aws_call, pages
 from actions.context import Context
-from actions.errors import AwsError, ConfigError, NameConflict
+from actions.errors import AwsError, ConfigError, NameConflict, NotFound
 from actions.files import write_json
 from actions.progress import DONE, RUNNING, Progress
 
@@ -162,22 +162,13 @@ def component_arn(ctx: Context, name: str, version: str | None = None) -> str:
 
 def versions(ctx: Context, name: str) -> list[str]:
     """Every published version of a component, oldest first (empty when it does not exist)."""
-    gg, out, token = ctx.client("greengrassv2"), [], None
-    while True:
-        kwargs = {"arn": component_arn(ctx, name)}
-        if token:
-            kwargs["nextToken"] = token
-        with aws_call(f"list the versions of {name}"):
-            try:
-                page = gg.list_component_versions(**kwargs)
-            except Exception as exc:
-                if error_code(exc) == "ResourceNotFoundException":
-                    return []
-                raise
-        out += [v["componentVersion"] for v in page.get("componentVersions", [])]
-        token = page.get("nextToken")
-        if not token:
-            break
+    out: list[str] = []
+    try:
+        for page in pages(ctx.client("greengrassv2"), "list_component_versions", f"list the versions of {name}",
+                          arn=component_arn(ctx, name)):
+            out += [v["componentVersion"] for v in page.get("componentVersions", [])]
+    except NotFound:
+        return []
     return sorted(set(out), key=_semver_key)
 
 
@@ -411,19 +402,12 @@ def package(ctx: Context, spec: PackageSpec) -> Iterator[Progress]:
 
 def list_components(ctx: Context, *, prefix: str = "") -> list[dict[str, Any]]:
     """Our account's components (PRIVATE scope) whose name starts with `prefix`, with latest version."""
-    gg, out, token = ctx.client("greengrassv2"), [], None
-    while True:
-        kwargs: dict[str, Any] = {"scope": "PRIVATE"}
-        if token:
-            kwargs["nextToken"] = token
-        with aws_call("list components"):
-            page = gg.list_components(**kwargs)
+    out = []
+    for page in pages(ctx.client("greengrassv2"), "list_components", "list components", scope="PRIVATE"):
         for comp in page.get("components", []):
             if comp["componentName"].startswith(prefix):
                 latest = comp.get("latestVersion", {})
                 out.append({"name": comp["componentName"], "arn": comp["arn"],
                             "latest_version": latest.get("componentVersion"),
                             "created": latest.get("creationTimestamp")})
-        token = page.get("nextToken")
-        if not token:
-            return out
+    return out
