@@ -94,6 +94,19 @@ def test_arrays_and_png_work_like_jpeg(model, sample_images):
     assert model.classify(png.getvalue(), 1, 0.0).top1.label == "espresso"
 
 
+
+@pytest.mark.parametrize("mode, fmt", [("L", "JPEG"), ("CMYK", "JPEG"), ("P", "PNG"), ("RGBA", "PNG")])
+def test_other_colour_modes_are_converted_to_rgb_first(model, sample_images, mode, fmt):
+    """Grey, CMYK, palette and RGBA files give exactly the tensor of their RGB conversion."""
+    from PIL import Image
+
+    encoded = io.BytesIO()
+    Image.open(sample_images["coffee"]).convert(mode).save(encoded, fmt)
+    rgb = np.asarray(Image.open(io.BytesIO(encoded.getvalue())).convert("RGB"))
+    ours = model.preprocess(encoded.getvalue())
+    assert ours.shape == (1, 3, 224, 224)
+    np.testing.assert_array_equal(ours, model.preprocess(rgb))
+
 @pytest.mark.parametrize("data, reason", [
     (b"", "unrecognised"),
     (b"GIF89a not really", "unrecognised"),

@@ -46,8 +46,9 @@ class Preprocessor:
                 # Ask for the smallest DCT scale whose shorter side still covers `resize`.
                 scale = self.spec.resize / min(w, h)
                 img.draft("RGB", (max(1, int(w * scale + 0.999)), max(1, int(h * scale + 0.999))))
-            img = img.convert("RGB")
             img.load()
+            if img.mode != "RGB":  # convert() copies even when the mode is already right
+                img = img.convert("RGB")
         except Image.UnidentifiedImageError:
             raise ImageError("not an image file (unrecognised format)") from None
         except Image.DecompressionBombError:
