@@ -118,6 +118,13 @@ class Context:
         return path
 
     @property
+    def partition(self) -> str:
+        """The ARN partition of the region ("aws", "aws-cn", "aws-us-gov"); "aws" in the sandbox."""
+        if self.is_sandbox:
+            return "aws"
+        return self.session.get_partition_for_region(self.region) or "aws"
+
+    @property
     def tag(self) -> tuple[str, str]:
         """The (key, value) of the stack tag every resource carries."""
         return ("edge-console:stack", self.stack)
@@ -153,4 +160,4 @@ class Context:
 
     def arn(self, service: str, resource: str, *, region: bool = True) -> str:
         """An ARN in this account (`region=False` for global services such as IAM)."""
-        return f"arn:aws:{service}:{self.region if region else ''}:{self.account_id}:{resource}"
+        return f"arn:{self.partition}:{service}:{self.region if region else ''}:{self.account_id}:{resource}"
