@@ -1,5 +1,10 @@
 """Setup: the IAM roles, bucket, scripts, IoT names and EC2 edge server of the runbook, as a plan.
 
+Under the least-privilege preset (the default) SageMaker Neo compiles as a role of its own
+(`SetupConfig.compile_role`), trusted by SageMaker only; under the runbook preset it uses the edge
+server's role, as the chapter does. `outputs()["compile_role_arn"]` names the one to use, and
+`setup.json` keeps it for `actions.compile`.
+
     changes = setup.plan(ctx, cfg)          # read only: what would be created, changed, left alone
     for event in setup.apply(ctx, cfg):     # idempotent; run it again to resume after a failure
         ...
@@ -97,7 +102,11 @@ def destroy(ctx: Context, cfg: SetupConfig | None = None) -> Iterator[Progress]:
 
 
 def outputs(ctx: Context, cfg: SetupConfig | None = None) -> dict:
-    """What the stack has now: role ARN, bucket, thing group, and the edge server's ID/state/address."""
+    """What the stack has now: role ARNs, bucket, thing group, and the edge server's ID/state/address.
+
+    `compile_role_arn` is the role compile passes to Neo: the compilation role under the
+    least-privilege preset, the edge server's role under the runbook preset.
+    """
     from actions.setup.steps import InstanceStep
 
     cfg = cfg or SetupConfig()
@@ -105,6 +114,8 @@ def outputs(ctx: Context, cfg: SetupConfig | None = None) -> dict:
     instances = [InstanceStep.describe(i) for i in InstanceStep()._find(t)]
     return {
         "role_arn": t.scope.arn("iam", f"role/{cfg.role_name}", regional=False),
+        "compile_role_arn": t.scope.arn("iam", f"role/{cfg.role_name if cfg.preset == 'runbook' else cfg.compile_role}",
+                                        regional=False),
         "bucket": t.bucket,
         "thing_group": cfg.thing_group_name,
         "thing_group_arn": t.scope.arn("iot", f"thinggroup/{cfg.thing_group_name}"),

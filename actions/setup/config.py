@@ -26,6 +26,8 @@ AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-
 RUNBOOK_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/amzn2-ami-kernel-5.10-hvm-x86_64-gp2"
 
 COMPONENT_PREFIX = "com.greengrass.SageMakerEdgeManager.ImageClassification"
+# The compilation role is named after the edge server's role unless named outright.
+COMPILE_ROLE_SUFFIX = "-NeoCompilation"
 # IoT thing and group names: the runbook asks for lower case; AWS allows [a-zA-Z0-9:_-], 1-128.
 LOWER_NAME = re.compile(r"^[a-z0-9:_-]{1,128}$")
 # Allow-lists of what may reach the root user data and the env file (sourced by bash, read by
@@ -49,6 +51,10 @@ class SetupConfig:
     Attributes:
         role_name: the edge server's IAM role (and instance profile).
         preset: "least-privilege" (default) or "runbook".
+        compile_role_name: the SageMaker Neo compilation role, made under the least-privilege
+            preset only (the runbook's compile uses `role_name`); None means
+            `<role_name>-NeoCompilation` (see `compile_role`), so stacks with their own role
+            names get their own compilation role too.
         bucket: the scripts and artifacts bucket; None means `ec2-scripts-<region>-<account>`.
         thing_name, thing_group_name: the Greengrass core's IoT thing and group (lower case).
         tes_role_name, tes_role_alias_name: the token exchange role and its IoT role alias.
@@ -65,6 +71,7 @@ class SetupConfig:
 
     role_name: str = "SageMakerGreenGrassV2MinimalResourceRole"
     preset: str = "least-privilege"
+    compile_role_name: str | None = None
     bucket: str | None = None
     thing_name: str = "mything"
     thing_group_name: str = "mythinggroupname"
@@ -102,10 +109,15 @@ class SetupConfig:
                                   "':', '_' or '-' (Greengrass provisioning expects lower case).")
         if self.preset not in PRESETS:
             raise ConfigError(f"preset {self.preset!r} is unknown; use one of: {', '.join(PRESETS)}.")
-        for key in ("role_name", "tes_role_name"):
-            if not IAM_ROLE.fullmatch(getattr(self, key)):
+        for key in ("role_name", "tes_role_name", "compile_role_name"):
+            if getattr(self, key) is not None and not IAM_ROLE.fullmatch(getattr(self, key)):
                 raise ConfigError(f"{key} {getattr(self, key)!r} is not a valid IAM role name (1-64 of letters, "
                                   "digits and +=,.@_-).")
+        # Distinct under both presets: the runbook's apply and destroy remove a compilation role of ours.
+        roles = [self.role_name, self.tes_role_name, self.compile_role]
+        if len(set(roles)) != len(roles):
+            raise ConfigError(f"role_name, tes_role_name and compile_role_name must be three different roles "
+                              f"(got {', '.join(roles)}); each is trusted by different services.")
         if not ROLE_ALIAS.fullmatch(self.tes_role_alias_name):
             raise ConfigError(f"tes_role_alias_name {self.tes_role_alias_name!r} is not a valid IoT role alias "
                               "(1-128 of letters, digits and =,@_-).")
@@ -144,6 +156,13 @@ class SetupConfig:
         if unknown:
             raise ConfigError(f"Unknown setup setting(s): {', '.join(unknown)}; valid: {', '.join(sorted(fields))}.")
         return dataclasses.replace(self, **{k: _coerce(fields[k], v) for k, v in changes.items()})
+
+    @property
+    def compile_role(self) -> str:
+        """The compilation role's name: `compile_role_name`, or `<role_name>-NeoCompilation` (cut to 64)."""
+        if self.compile_role_name:
+            return self.compile_role_name
+        return self.role_name[: 64 - len(COMPILE_ROLE_SUFFIX)] + COMPILE_ROLE_SUFFIX
 
     def bucket_name(self, region: str, account: str) -> str:
         """The bucket to use: the configured one, or the runbook's `ec2-scripts-<region>-<account>`."""

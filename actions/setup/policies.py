@@ -1,11 +1,17 @@
-"""The IAM documents of the edge server's role: the runbook's, and our least-privilege ones.
+"""The IAM documents of the edge server's role and the Neo compilation role: the runbook's, and ours.
 
 Two presets:
-- `runbook`: the chapter's managed policies and its `GreengrassComponentAccessPolicy` (Resource "*"),
-  minus AmazonSageMakerEdgeDeviceFleetPolicy (see OMITTED).
-- `least-privilege` (default): inline policies that name only our bucket, our thing group, our
-  thing, our TES role and role alias, and the actions the edge server calls; they pass `parliament`
-  with no findings (tests/actions/test_policies.py holds them to that).
+- `runbook`: one role, as the chapter has it: trusted by EC2, the IoT credentials provider and
+  SageMaker (compile passes it to Neo), with the chapter's managed policies and its
+  `GreengrassComponentAccessPolicy` (Resource "*"), minus AmazonSageMakerEdgeDeviceFleetPolicy
+  (see OMITTED). The plan says why it stays one role and what that risks (SINGLE_ROLE).
+- `least-privilege` (default): two roles. The edge server's (EC2 and the IoT credentials provider)
+  reads the setup scripts and the compiled models and provisions its Greengrass core; a separate
+  compilation role, trusted by sagemaker.amazonaws.com only and only for this account's compilation
+  jobs in the region (aws:SourceAccount, aws:SourceArn), reads `models/`, writes `compiled/` and
+  its CloudWatch logs. So a compromised edge server cannot replace a compiled model. Every inline
+  policy names only our bucket, thing group, thing, TES role and role alias, and passes
+  `parliament` with no findings (tests/actions/test_policies.py holds them to that).
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ from typing import Any
 
 PRESETS = ("least-privilege", "runbook")
 
-# The chapter's trust policy, unchanged: EC2 (the edge server), IoT credentials provider (Greengrass
-# token exchange) and SageMaker (the compilation job's role).
+# The S3 prefixes of the stack's bucket, as compile and setup name them.
+MODELS_PREFIX, COMPILED_PREFIX, SCRIPTS_PREFIX = "models/", "compiled/", "scripts/"
+
+# The chapter's trust policy, unchanged (the runbook preset): EC2 (the edge server), IoT credentials
+# provider (Greengrass token exchange) and SageMaker (the compilation job's role).
 TRUST_POLICY: dict[str, Any] = {
     "Version": "2012-10-17",
     "Statement": [
@@ -28,6 +37,24 @@ TRUST_POLICY: dict[str, Any] = {
         for service in ("ec2.amazonaws.com", "credentials.iot.amazonaws.com", "sagemaker.amazonaws.com")
     ],
 }
+
+# The edge server's role under the least-privilege preset: the chapter's trust minus SageMaker,
+# which assumes the compilation role instead (compile_trust_policy).
+EDGE_TRUST_POLICY: dict[str, Any] = {
+    "Version": "2012-10-17",
+    "Statement": [s for s in TRUST_POLICY["Statement"] if s["Principal"]["Service"] != "sagemaker.amazonaws.com"],
+}
+
+# Why the runbook preset keeps one role for the edge server and Neo, and what that risks; the plan
+# shows it beside the other runbook notes (OMITTED). In the chapter the SageMaker trust served its
+# Edge Manager device fleet (gone) and its notebook compiled as the Studio execution role, which
+# edge-console does not have; this role is the one the chapter grants SageMaker and S3 to.
+SINGLE_ROLE = ("sagemaker.amazonaws.com: kept in the edge server role's trust policy as the chapter has it, and "
+               "compile passes that role to Neo; a separate compilation role would narrow nothing here, because the "
+               "chapter's AmazonS3FullAccess already lets the edge server write every object. Risk: anything "
+               "on the edge server (or holding its credentials) can overwrite compiled/* and so choose the "
+               "model every device runs; --preset least-privilege splits off a compilation role trusted by "
+               "SageMaker only")
 
 # The Greengrass token exchange role is assumed by the IoT credentials provider only.
 TES_TRUST_POLICY: dict[str, Any] = {
@@ -95,6 +122,9 @@ class Scope:
 def least_privilege(scope: Scope) -> dict[str, dict[str, Any]]:
     """The inline policies of the edge server's role under the least-privilege preset.
 
+    The edge server may read the compiled models but not write them: Neo writes them, as the
+    compilation role (compile_role_policies).
+
     Args:
         scope: our bucket, thing, thing group, TES role and alias, account and region.
 
@@ -132,22 +162,17 @@ def least_privilege(scope: Scope) -> dict[str, dict[str, Any]]:
     return {
         "EdgeConsoleScriptsAccess": {"Version": "2012-10-17", "Statement": [
             {"Sid": "ReadSetupScripts", "Effect": "Allow", "Action": ["s3:GetObject"],
-             "Resource": f"{bucket}/scripts/*"},
+             "Resource": f"{bucket}/{SCRIPTS_PREFIX}*"},
             {"Sid": "ListSetupScripts", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": bucket,
-             "Condition": {"StringLike": {"s3:prefix": ["scripts/*", "scripts/"]}}},
+             "Condition": {"StringLike": {"s3:prefix": [f"{SCRIPTS_PREFIX}*", SCRIPTS_PREFIX]}}},
         ]},
-        # The same role runs SageMaker Neo compilation jobs (the runbook's trust policy names
-        # sagemaker.amazonaws.com): read the uploaded model, write the compiled one.
-        "EdgeConsoleCompilationAccess": {"Version": "2012-10-17", "Statement": [
-            {"Sid": "ReadModels", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket}/models/*"},
-            {"Sid": "WriteCompiledModels", "Effect": "Allow", "Action": ["s3:PutObject"],
-             "Resource": f"{bucket}/compiled/*"},
-            {"Sid": "FindModelPrefixes", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-             "Resource": bucket},
-            {"Sid": "CompilationLogs", "Effect": "Allow",
-             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-             "Resource": [scope.arn("logs", "log-group:/aws/sagemaker/CompilationJobs"),
-                          scope.arn("logs", "log-group:/aws/sagemaker/CompilationJobs:log-stream:*")]},
+        # Read, never write: the chapter deploys from the compiled model's S3 path, so the edge
+        # server may fetch it; only the compilation role (Neo) writes there.
+        "EdgeConsoleCompiledModelsRead": {"Version": "2012-10-17", "Statement": [
+            {"Sid": "ReadCompiledModels", "Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": f"{bucket}/{COMPILED_PREFIX}*"},
+            {"Sid": "ListCompiledModels", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": bucket,
+             "Condition": {"StringLike": {"s3:prefix": [f"{COMPILED_PREFIX}*", COMPILED_PREFIX]}}},
         ]},
         "EdgeConsoleGreengrassProvisioning": {"Version": "2012-10-17", "Statement": provision},
         "GreengrassComponentAccessPolicy": {"Version": "2012-10-17", "Statement": [
@@ -157,6 +182,46 @@ def least_privilege(scope: Scope) -> dict[str, dict[str, Any]]:
                           scope.arn("greengrass", f"components:{scope.component_prefix}*:versions:*")]},
         ]},
     }
+
+
+def compile_trust_policy(scope: Scope) -> dict[str, Any]:
+    """The compilation role's trust policy: SageMaker only, for compilation jobs of our account and region.
+
+    aws:SourceArn and aws:SourceAccount are the confused-deputy guards AWS documents for Neo
+    (SageMaker developer guide, "Cross-service confused deputy prevention", SageMaker Neo): SageMaker
+    may assume the role only on behalf of a compilation job of this account in this region. Job
+    names are the operator's (--job-name), so the ARN ends in "*".
+    """
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole",
+         "Condition": {"StringEquals": {"aws:SourceAccount": scope.account},
+                       "ArnLike": {"aws:SourceArn": scope.arn("sagemaker", "compilation-job/*")}}},
+    ]}
+
+
+def compile_role_policies(scope: Scope) -> dict[str, dict[str, Any]]:
+    """The compilation role's inline policy: what a Neo job does with it, and nothing else.
+
+    Neo reads the uploaded model (`models/`), writes the compiled one (`compiled/`) and its logs
+    (/aws/sagemaker/CompilationJobs); it may list the bucket and ask for its region.
+    """
+    bucket = f"arn:{scope.partition}:s3:::{scope.bucket}"
+    return {"EdgeConsoleCompilationAccess": {"Version": "2012-10-17", "Statement": [
+        {"Sid": "ReadModels", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket}/{MODELS_PREFIX}*"},
+        {"Sid": "WriteCompiledModels", "Effect": "Allow", "Action": ["s3:PutObject"],
+         "Resource": f"{bucket}/{COMPILED_PREFIX}*"},
+        {"Sid": "FindModelPrefixes", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+         "Resource": bucket},
+        {"Sid": "CompilationLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [scope.arn("logs", "log-group:/aws/sagemaker/CompilationJobs"),
+                      scope.arn("logs", "log-group:/aws/sagemaker/CompilationJobs:log-stream:*")]},
+    ]}}
+
+
+def edge_trust_policy(preset: str) -> dict[str, Any]:
+    """The edge server role's trust policy under `preset`: the chapter's, or without SageMaker."""
+    return TRUST_POLICY if preset == "runbook" else EDGE_TRUST_POLICY
 
 
 def tes_role_policy(scope: Scope) -> dict[str, Any]:
@@ -208,6 +273,19 @@ def lint(document: dict[str, Any]) -> list[str]:
     """
     policy = _parliament().analyze_policy_string(json.dumps(document))
     return [f"{f.issue}: {f.detail}" for f in policy.findings]
+
+
+def lint_trust(document: dict[str, Any], role_arn: str) -> list[str]:
+    """parliament's findings on a trust policy's actions and conditions (empty when clean).
+
+    parliament reads identity policies only, so each statement is checked as the same grant
+    written on the role itself: no Principal, `role_arn` as Resource. Unknown or misspelt condition
+    keys (aws:SourceArn, aws:SourceAccount) are what this catches.
+    """
+    statements = document["Statement"] if isinstance(document["Statement"], list) else [document["Statement"]]
+    as_identity = {"Version": document.get("Version", "2012-10-17"), "Statement": [
+        {k: v for k, v in st.items() if k != "Principal"} | {"Resource": role_arn} for st in statements]}
+    return lint(as_identity)
 
 
 def normalize(document: Any) -> Any:

@@ -65,8 +65,7 @@ class Target:
         cfg.validate()
         account = ctx.account_id
         bucket = cfg.bucket_name(ctx.region, account)
-        partition = ctx.session.get_partition_for_region(ctx.region) if not ctx.is_sandbox else "aws"
-        scope = policies.Scope(partition, ctx.region, account, bucket, cfg.thing_name, cfg.thing_group_name,
+        scope = policies.Scope(ctx.partition, ctx.region, account, bucket, cfg.thing_name, cfg.thing_group_name,
                                cfg.tes_role_name, cfg.tes_role_alias_name, cfg.component_prefix,
                                cfg.deploy_dev_tools)
         return cls(ctx, cfg, bucket, scope)
@@ -113,13 +112,21 @@ class Step:
 
 
 class RoleStep(Step):
-    """An IAM role with its trust policy, inline policies and managed policy attachments."""
+    """An IAM role with its trust policy, inline policies and managed policy attachments.
 
-    def __init__(self, key: str, title: str, name: Callable[[SetupConfig], str], trust: dict,
+    `trust` is a document, or a function of the Target for one that names the account or depends
+    on the preset.
+    """
+
+    def __init__(self, key: str, title: str, name: Callable[[SetupConfig], str],
+                 trust: dict | Callable[[Target], dict],
                  wanted: Callable[[Target], tuple[dict[str, dict], tuple[str, ...]]], description: str,
                  notes: Callable[[Target], list[str]] = lambda t: []):
-        self.key, self.title, self._name, self.trust = key, title, name, trust
+        self.key, self.title, self._name, self._trust_doc = key, title, name, trust
         self._wanted, self.description, self._notes = wanted, description, notes
+
+    def _trust(self, t: Target) -> dict:
+        return self._trust_doc(t) if callable(self._trust_doc) else self._trust_doc
 
     def _state(self, t: Target) -> dict[str, Any] | None:
         iam, name = t.ctx.client("iam"), self._name(t.cfg)
@@ -144,7 +151,7 @@ class RoleStep(Step):
         inline, managed = self._wanted(t)
         have = state["inline"]
         return {
-            "trust": policies.normalize(state["role"]["AssumeRolePolicyDocument"]) != policies.normalize(self.trust),
+            "trust": policies.normalize(state["role"]["AssumeRolePolicyDocument"]) != policies.normalize(self._trust(t)),
             "put": [n for n, doc in inline.items()
                     if n not in have or policies.normalize(have[n]) != policies.normalize(doc)],
             "delete": sorted(set(have) - set(inline)),
@@ -154,7 +161,7 @@ class RoleStep(Step):
 
     def _documents(self, t: Target) -> dict[str, Any]:
         inline, managed = self._wanted(t)
-        docs: dict[str, Any] = {"trust policy": self.trust}
+        docs: dict[str, Any] = {"trust policy": self._trust(t)}
         docs.update({f"inline {n}": d for n, d in inline.items()})
         docs["managed policies"] = list(managed)
         return docs
@@ -169,7 +176,7 @@ class RoleStep(Step):
             return self.change(CONFLICT, f"role {name} exists but was not created by stack {t.ctx.stack}",
                                ["choose another role name, or delete or tag that role yourself"])
         diff = self._diff(t, state)
-        lines = ([f"update trust policy"] if diff["trust"] else []) + \
+        lines = (["update trust policy"] if diff["trust"] else []) + \
             [f"put inline policy {n}" for n in diff["put"]] + [f"delete inline policy {n}" for n in diff["delete"]] + \
             [f"attach {a}" for a in diff["attach"]] + [f"detach {a}" for a in diff["detach"]]
         if not lines:
@@ -181,7 +188,7 @@ class RoleStep(Step):
         state = self._state(t)
         if state is None:
             with aws_call(f"create the IAM role {name}"):
-                iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(self.trust),
+                iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(self._trust(t)),
                                 Description=self.description, Tags=t.tags)
             yield _progress(self.key, f"created role {name}")
             state = self._state(t)
@@ -192,7 +199,7 @@ class RoleStep(Step):
         inline, _ = self._wanted(t)
         with aws_call(f"set the policies of the IAM role {name}"):
             if diff["trust"]:
-                iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(self.trust))
+                iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(self._trust(t)))
                 yield _progress(self.key, "updated the trust policy")
             for pname in diff["put"]:
                 iam.put_role_policy(RoleName=name, PolicyName=pname, PolicyDocument=json.dumps(inline[pname]))
@@ -239,8 +246,49 @@ def _edge_role_policies(t: Target):
 
 def _edge_role_notes(t: Target) -> list[str]:
     notes = [f"preset {t.cfg.preset}"]
+    if t.cfg.preset == "runbook":
+        notes.append(policies.SINGLE_ROLE)
+    else:
+        notes.append(f"not trusted by sagemaker.amazonaws.com and cannot write {policies.COMPILED_PREFIX}: "
+                     f"Neo compiles as {t.cfg.compile_role}")
     notes += [f"{name.rsplit('/', 1)[-1]}: {why}" for name, why in policies.OMITTED.items()]
     return notes
+
+
+class CompileRoleStep(RoleStep):
+    """The role SageMaker Neo assumes to run our compilation jobs (least-privilege preset).
+
+    Trusted by sagemaker.amazonaws.com only, for compilation jobs of our account and region; reads
+    `models/`, writes `compiled/` and the compilation logs. Under the runbook preset there is no
+    such role (compile uses the edge server's, as the chapter has it; the plan says why and what
+    that risks), and one left by an earlier least-privilege apply is removed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("compile-role", "SageMaker Neo compilation role", lambda c: c.compile_role,
+                         lambda t: policies.compile_trust_policy(t.scope),
+                         lambda t: (policies.compile_role_policies(t.scope), ()),
+                         "edge-console: assumed by SageMaker Neo for this stack's compilation jobs",
+                         lambda t: [f"trusted by sagemaker.amazonaws.com only, for compilation jobs of account "
+                                    f"{t.scope.account} in {t.scope.region}; the edge server cannot write "
+                                    f"{policies.COMPILED_PREFIX}"])
+
+    def check(self, t: Target) -> Change:
+        if t.cfg.preset != "runbook":
+            return super().check(t)
+        name, state = t.cfg.compile_role, self._state(t)
+        why = [f"compile uses {t.cfg.role_name}", policies.SINGLE_ROLE]
+        if state is None:
+            return self.change(NONE, "no separate compilation role under the runbook preset", why)
+        if not t.ours(state["tags"]):
+            return self.change(NONE, f"role {name} exists (not ours): not used, left alone", why)
+        return self.change(DELETE, f"delete role {name}: the runbook preset compiles as {t.cfg.role_name}", why)
+
+    def apply(self, t: Target) -> Iterator[Progress]:
+        if t.cfg.preset != "runbook":
+            yield from super().apply(t)
+            return
+        yield from self.destroy(t)
 
 
 class InstanceProfileStep(Step):
@@ -858,8 +906,12 @@ class PublishedStep(Step):
 def all_steps() -> list[Step]:
     """The plan's steps, in apply order (destroy runs them backwards)."""
     return [
-        RoleStep("iam-role", "edge server IAM role", lambda c: c.role_name, policies.TRUST_POLICY,
-                 _edge_role_policies, "edge-console: the edge server (EC2) and the SageMaker compilation job",
+        # First: a stack converted from the single role keeps a role Neo may assume at every point
+        # (the next step takes the sagemaker trust away from the edge server's role).
+        CompileRoleStep(),
+        RoleStep("iam-role", "edge server IAM role", lambda c: c.role_name,
+                 lambda t: policies.edge_trust_policy(t.cfg.preset), _edge_role_policies,
+                 "edge-console: the edge server (EC2); under the runbook preset also the Neo compilation jobs",
                  _edge_role_notes),
         InstanceProfileStep(),
         RoleStep("tes-role", "Greengrass token exchange role", lambda c: c.tes_role_name, policies.TES_TRUST_POLICY,

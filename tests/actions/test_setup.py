@@ -22,17 +22,33 @@ def run(events):
     return list(events)
 
 
+EDGE_ROLE = "SageMakerGreenGrassV2MinimalResourceRole"
+NEO_ROLE = "SageMakerGreenGrassV2MinimalResourceRole-NeoCompilation"
+
+
 def test_plan_shows_every_resource_and_the_documents(ctx):
     changes = {c.step: c for c in setup.plan(ctx)}
-    assert list(changes) == ["iam-role", "instance-profile", "tes-role", "role-alias", "thing-group", "bucket",
-                             "scripts", "instance", "published"]
+    assert list(changes) == ["compile-role", "iam-role", "instance-profile", "tes-role", "role-alias", "thing-group",
+                             "bucket", "scripts", "instance", "published"]
     assert all(c.action == setup.CREATE for c in changes.values() if c.step != "published")
     assert changes["published"].action == setup.NONE  # compile, package and deploy make those
     role = changes["iam-role"]
     trust = role.documents["trust policy"]
     services = {s["Principal"]["Service"] for s in trust["Statement"]}
-    assert services == {"ec2.amazonaws.com", "credentials.iot.amazonaws.com", "sagemaker.amazonaws.com"}
+    assert services == {"ec2.amazonaws.com", "credentials.iot.amazonaws.com"}  # Neo has a role of its own
     assert "inline GreengrassComponentAccessPolicy" in role.documents
+    assert "inline EdgeConsoleCompilationAccess" not in role.documents
+    assert any(f"Neo compiles as {NEO_ROLE}" in d for d in role.details)
+    neo = changes["compile-role"]
+    assert neo.summary == f"create role {NEO_ROLE}"
+    (statement,) = neo.documents["trust policy"]["Statement"]
+    assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ctx.account_id}
+    assert statement["Condition"]["ArnLike"] == {
+        "aws:SourceArn": f"arn:aws:sagemaker:us-east-1:{ctx.account_id}:compilation-job/*"}
+    assert list(neo.documents) == ["trust policy", "inline EdgeConsoleCompilationAccess", "managed policies"]
+    assert neo.documents["managed policies"] == []
+    assert policies.lint(neo.documents["inline EdgeConsoleCompilationAccess"]) == []
     assert any("AmazonSageMakerEdgeDeviceFleetPolicy" in d and "2024-04-26" in d for d in role.details)
     bucket = f"ec2-scripts-us-east-1-{ctx.account_id}"
     assert changes["bucket"].summary == f"create bucket {bucket}"
@@ -52,14 +68,33 @@ def test_plan_shows_every_resource_and_the_documents(ctx):
 def test_apply_creates_what_the_runbook_describes(ctx):
     events = run(setup.apply(ctx))
     assert events[-1].percent == 100.0 and not [e for e in events if e.state == FAILED]
-    assert {e.step for e in events if e.state == DONE} == {"iam-role", "instance-profile", "tes-role", "role-alias",
-                                                           "thing-group", "bucket", "scripts", "instance"}
+    assert {e.step for e in events if e.state == DONE} == {"compile-role", "iam-role", "instance-profile", "tes-role",
+                                                           "role-alias", "thing-group", "bucket", "scripts", "instance"}
     iam, s3, ec2 = ctx.client("iam"), ctx.client("s3"), ctx.client("ec2")
-    role = iam.get_role(RoleName="SageMakerGreenGrassV2MinimalResourceRole")["Role"]
-    assert policies.normalize(role["AssumeRolePolicyDocument"]) == policies.normalize(policies.TRUST_POLICY)
+    role = iam.get_role(RoleName=EDGE_ROLE)["Role"]
+    assert policies.normalize(role["AssumeRolePolicyDocument"]) == policies.normalize(policies.EDGE_TRUST_POLICY)
     assert {"Key": "edge-console:stack", "Value": ctx.stack} in role["Tags"]
     inline = set(iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"])
-    assert "GreengrassComponentAccessPolicy" in inline
+    assert inline == {"EdgeConsoleScriptsAccess", "EdgeConsoleCompiledModelsRead", "EdgeConsoleGreengrassProvisioning",
+                      "GreengrassComponentAccessPolicy"}
+    # The compilation role: SageMaker only, for our account's compilation jobs; reads models/, writes compiled/.
+    neo = iam.get_role(RoleName=NEO_ROLE)["Role"]
+    assert {"Key": "edge-console:stack", "Value": ctx.stack} in neo["Tags"]
+    (statement,) = neo["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"] == \
+        f"arn:aws:sagemaker:us-east-1:{ctx.account_id}:compilation-job/*"
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == ctx.account_id
+    assert iam.list_role_policies(RoleName=NEO_ROLE)["PolicyNames"] == ["EdgeConsoleCompilationAccess"]
+    assert iam.list_attached_role_policies(RoleName=NEO_ROLE)["AttachedPolicies"] == []
+    assert iam.list_instance_profiles_for_role(RoleName=NEO_ROLE)["InstanceProfiles"] == []
+    written = iam.get_role_policy(RoleName=NEO_ROLE, PolicyName="EdgeConsoleCompilationAccess")["PolicyDocument"]
+    bucket_arn = f"arn:aws:s3:::ec2-scripts-us-east-1-{ctx.account_id}"
+    assert {"Sid": "WriteCompiledModels", "Effect": "Allow", "Action": ["s3:PutObject"],
+            "Resource": f"{bucket_arn}/compiled/*"} in written["Statement"]
+    # The edge server reads compiled models and writes none.
+    edge_docs = [iam.get_role_policy(RoleName=EDGE_ROLE, PolicyName=n)["PolicyDocument"] for n in inline]
+    assert "s3:PutObject" not in json.dumps(edge_docs) and f"{bucket_arn}/compiled/*" in json.dumps(edge_docs)
     profile = iam.get_instance_profile(InstanceProfileName=role["RoleName"])["InstanceProfile"]
     assert [r["RoleName"] for r in profile["Roles"]] == [role["RoleName"]]
 
@@ -91,6 +126,8 @@ def test_apply_creates_what_the_runbook_describes(ctx):
 
     saved = json.loads((ctx.stack_dir / "setup.json").read_text())
     assert saved["outputs"]["instances"][0]["instance_id"] == instance["InstanceId"]
+    assert saved["outputs"]["compile_role_arn"] == neo["Arn"]
+    assert saved["outputs"]["role_arn"] == role["Arn"]
     assert stat.S_IMODE((ctx.stack_dir / "setup.json").stat().st_mode) == 0o600
 
 
@@ -99,6 +136,7 @@ def test_second_apply_makes_no_mutating_call(ctx, calls):
     run(setup.apply(ctx))
     first = calls.mutating()
     assert {"CreateRole", "CreateBucket", "RunInstances", "PutObject"} <= set(first)
+    assert first.count("CreateRole") == 3  # compilation, edge server and token exchange roles
     calls.clear()
     events = run(setup.apply(ctx))
     assert calls.names, "the second apply should still read"
@@ -129,20 +167,63 @@ def test_bucket_outside_us_east_1(moto_url, tmp_path):
 
 
 def test_runbook_preset_attaches_the_chapters_managed_policies(ctx):
-    run(setup.apply(ctx, SetupConfig(preset="runbook")))
+    runbook = SetupConfig(preset="runbook")
+    changes = {c.step: c for c in setup.plan(ctx, runbook)}
+    # One role, as the chapter has it; the plan says why and what it risks, on both steps.
+    assert changes["compile-role"].action == setup.NONE
+    for step in ("compile-role", "iam-role"):
+        assert policies.SINGLE_ROLE in changes[step].details
+    assert "Risk:" in policies.SINGLE_ROLE and "compiled/*" in policies.SINGLE_ROLE
+    run(setup.apply(ctx, runbook))
     iam = ctx.client("iam")
-    attached = {p["PolicyName"] for p in
-                iam.list_attached_role_policies(RoleName="SageMakerGreenGrassV2MinimalResourceRole")["AttachedPolicies"]}
+    attached = {p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=EDGE_ROLE)["AttachedPolicies"]}
     assert attached == {"AmazonSageMakerFullAccess", "AWSIoTLogging", "AmazonS3FullAccess", "AWSIoTRuleActions",
                         "AWSIoTThingsRegistration", "AmazonSSMManagedInstanceCore"}
-    doc = iam.get_role_policy(RoleName="SageMakerGreenGrassV2MinimalResourceRole",
-                              PolicyName="GreengrassComponentAccessPolicy")["PolicyDocument"]
+    doc = iam.get_role_policy(RoleName=EDGE_ROLE, PolicyName="GreengrassComponentAccessPolicy")["PolicyDocument"]
     assert policies.normalize(doc) == policies.normalize(policies.RUNBOOK_COMPONENT_ACCESS)
-    # Switching presets converges: the managed policies go, the scoped ones come.
+    role = iam.get_role(RoleName=EDGE_ROLE)["Role"]
+    assert policies.normalize(role["AssumeRolePolicyDocument"]) == policies.normalize(policies.TRUST_POLICY)
+    assert NEO_ROLE not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+    assert setup.outputs(ctx, runbook)["compile_role_arn"] == role["Arn"]
+    # Switching presets converges: the managed policies go, the scoped ones come, and SageMaker
+    # moves from the edge server's role to a compilation role of its own.
     run(setup.apply(ctx, SetupConfig()))
-    attached = {p["PolicyName"] for p in
-                iam.list_attached_role_policies(RoleName="SageMakerGreenGrassV2MinimalResourceRole")["AttachedPolicies"]}
+    attached = {p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=EDGE_ROLE)["AttachedPolicies"]}
     assert attached == {"AmazonSSMManagedInstanceCore"}
+    trust = iam.get_role(RoleName=EDGE_ROLE)["Role"]["AssumeRolePolicyDocument"]
+    assert "sagemaker.amazonaws.com" not in json.dumps(trust)
+    assert iam.get_role(RoleName=NEO_ROLE)["Role"]["Arn"] == setup.outputs(ctx)["compile_role_arn"]
+    # And back: the runbook's apply removes the compilation role it no longer uses.
+    changes = {c.step: c for c in setup.plan(ctx, runbook)}
+    assert changes["compile-role"].action == setup.DELETE
+    run(setup.apply(ctx, runbook))
+    assert NEO_ROLE not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+    assert all(c.action == setup.NONE for c in setup.plan(ctx, runbook))
+
+
+def test_a_single_role_stack_is_split_on_the_next_apply(ctx, calls):
+    """A stack made before the split: the edge server's role trusted by SageMaker, writing compiled/."""
+    run(setup.apply(ctx))
+    iam = ctx.client("iam")
+    for name in iam.list_role_policies(RoleName=NEO_ROLE)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=NEO_ROLE, PolicyName=name)
+    iam.delete_role(RoleName=NEO_ROLE)
+    old = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "WriteCompiledModels", "Effect": "Allow", "Action": ["s3:PutObject"],
+         "Resource": f"arn:aws:s3:::ec2-scripts-us-east-1-{ctx.account_id}/compiled/*"}]}
+    iam.put_role_policy(RoleName=EDGE_ROLE, PolicyName="EdgeConsoleCompilationAccess", PolicyDocument=json.dumps(old))
+    iam.update_assume_role_policy(RoleName=EDGE_ROLE, PolicyDocument=json.dumps(policies.TRUST_POLICY))
+
+    changes = {c.step: c for c in setup.plan(ctx)}
+    assert changes["compile-role"].action == setup.CREATE
+    assert changes["iam-role"].action == setup.UPDATE
+    assert {"update trust policy", "delete inline policy EdgeConsoleCompilationAccess"} <= set(changes["iam-role"].details)
+    calls.attach(ctx)
+    run(setup.apply(ctx))
+    assert calls.mutating() == ["CreateRole", "PutRolePolicy", "UpdateAssumeRolePolicy", "DeleteRolePolicy"]
+    assert "sagemaker.amazonaws.com" not in json.dumps(iam.get_role(RoleName=EDGE_ROLE)["Role"]["AssumeRolePolicyDocument"])
+    assert "EdgeConsoleCompilationAccess" not in iam.list_role_policies(RoleName=EDGE_ROLE)["PolicyNames"]
+    assert all(c.action == setup.NONE for c in setup.plan(ctx))
 
 
 def test_apply_resumes_after_a_failure(ctx, calls):
@@ -177,7 +258,8 @@ def test_destroy_removes_ours_in_order_and_nothing_else(ctx):
     s3.put_object(Bucket=f"ec2-scripts-us-east-1-{ctx.account_id}", Key="artifacts/x/1.0.0/a.zip", Body=b"x")
 
     planned = [c.step for c in setup.destroy_plan(ctx) if c.action == setup.DELETE]
-    assert planned == ["instance", "bucket", "thing-group", "role-alias", "tes-role", "instance-profile", "iam-role"]
+    assert planned == ["instance", "bucket", "thing-group", "role-alias", "tes-role", "instance-profile", "iam-role",
+                       "compile-role"]
     events = run(setup.destroy(ctx))
     order = [e.step for e in events if e.state == DONE]
     assert order == planned
@@ -186,6 +268,7 @@ def test_destroy_removes_ours_in_order_and_nothing_else(ctx):
     assert state == "running"
     assert "someone-elses-bucket" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert iam.get_role(RoleName="SomeoneElsesRole")["Role"]["RoleName"] == "SomeoneElsesRole"
+    assert {r["RoleName"] for r in iam.list_roles()["Roles"]} == {"SomeoneElsesRole"}
     assert not (ctx.stack_dir / "setup.json").exists()
 
 
@@ -198,6 +281,33 @@ def test_a_role_that_is_not_ours_is_a_conflict_not_a_takeover(ctx):
         run(setup.apply(ctx))
     destroy = {c.step: c.action for c in setup.destroy_plan(ctx)}
     assert destroy["iam-role"] == setup.NONE
+
+
+def test_a_compilation_role_that_is_not_ours_is_a_conflict(ctx):
+    ctx.client("iam").create_role(RoleName=NEO_ROLE, AssumeRolePolicyDocument=json.dumps(policies.TES_TRUST_POLICY))
+    (role,) = [c for c in setup.plan(ctx) if c.step == "compile-role"]
+    assert role.action == setup.CONFLICT
+    with pytest.raises(NameConflict, match=NEO_ROLE):
+        run(setup.apply(ctx))
+    # Nothing was changed before the conflict: the compilation role's step runs first.
+    assert [r["RoleName"] for r in ctx.client("iam").list_roles()["Roles"]] == [NEO_ROLE]
+    # The runbook preset does not use it, and never deletes what is not ours.
+    (role,) = [c for c in setup.plan(ctx, SetupConfig(preset="runbook")) if c.step == "compile-role"]
+    assert role.action == setup.NONE and "not ours" in role.summary
+
+
+def test_the_compilation_role_is_named_after_the_edge_role_or_outright():
+    assert SetupConfig(role_name="EdgeRole1").compile_role == "EdgeRole1-NeoCompilation"
+    assert SetupConfig(compile_role_name="NeoRole").validate().compile_role == "NeoRole"
+    assert len(SetupConfig(role_name="R" * 64).compile_role) == 64
+    with pytest.raises(ConfigError, match="three different roles"):
+        SetupConfig(compile_role_name="SageMakerGreenGrassV2MinimalResourceRole").validate()
+    with pytest.raises(ConfigError, match="compile_role_name"):
+        SetupConfig().replace(compile_role_name="bad role").validate()
+    assert SetupConfig().replace(compile_role_name="").compile_role_name is None  # empty text: the default
+    # Under the runbook preset too: its apply and destroy remove a compilation role of ours by that name.
+    with pytest.raises(ConfigError, match="three different roles"):
+        SetupConfig(preset="runbook", compile_role_name="SageMakerGreenGrassV2MinimalResourceRole").validate()
 
 
 @pytest.mark.parametrize("change, word", [
