@@ -160,7 +160,8 @@ def cmd_setup(args, out: Output) -> int:
     if args.action == "apply":
         last = out.events(setup.apply(ctx, cfg))
         outputs = setup.outputs(ctx, cfg)
-        lines = [f"role {outputs['role_arn']}", f"bucket {outputs['bucket']}"]
+        lines = [f"role {outputs['role_arn']}", f"compile role {outputs['compile_role_arn']}",
+                 f"bucket {outputs['bucket']}"]
         lines += [f"edge server {i['instance_id']} {i['state']} {i['public_ip'] or i['private_ip'] or ''}"
                   for i in outputs["instances"]]
         if outputs["hourly_price_usd"]:
@@ -407,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-device")
     p.add_argument("--job-name")
     p.add_argument("--bucket")
-    p.add_argument("--role-name", default="SageMakerGreenGrassV2MinimalResourceRole")
+    p.add_argument("--role-name", help="role Neo assumes, name or ARN (default: the stack's compilation role "
+                   "from setup apply)")
     p.add_argument("--max-runtime", type=int, default=900)
     p.add_argument("--model-name", help="--local: the model's name in the manifest")
     p.add_argument("--out", help="download and unpack the compiled model here")

@@ -6,10 +6,15 @@
 
 Neo takes the chapter's PyTorch layout (a model.tar.gz with the model at its root) and a
 DataInputConfig; its output lands at `<S3OutputLocation>/<model>-<target>.tar.gz`.
+
+The job runs as the stack's compilation role (`compile_role_arn`): the role setup made for Neo
+alone under the least-privilege preset, or the edge server's role under the runbook preset, as
+`setup.json` records it; `NeoJob.role_name` picks another.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import queue
@@ -25,14 +30,17 @@ from typing import Any, Iterator
 
 from actions.aws import aws_call, error_code
 from actions.context import Context
-from actions.errors import CompileError, ConfigError
+from actions.errors import AccessDenied, CompileError, ConfigError, NotFound
 from actions.files import check_artifact_target, replace_dir
 from actions.progress import DONE, FAILED, RUNNING, Progress
 
 FRAMEWORKS = ("PYTORCH", "TENSORFLOW", "TFLITE", "ONNX", "KERAS", "MXNET", "XGBOOST", "DARKNET")
 TERMINAL = ("COMPLETED", "FAILED", "STOPPED")
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-DEFAULT_ROLE = "SageMakerGreenGrassV2MinimalResourceRole"
+# Empty: the stack's compilation role (compile_role_arn). A text default, for forms that show it.
+DEFAULT_ROLE = ""
+IAM_ROLE_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,64}$")
+IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/([A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}$")
 # Where each phase of a job sits on the overall bar (upload 0-20 %, job 20-100 %).
 JOB_PERCENT = {"STARTING": 25.0, "INPROGRESS": 50.0}
 
@@ -50,7 +58,8 @@ class NeoJob:
         target_device: a TargetDevice such as jetson_nano instead of a platform.
         job_name: defaults to `<stack>-<model>-<UTC time>`.
         bucket: defaults to the setup bucket `ec2-scripts-<region>-<account>`.
-        role_name: the role Neo assumes (the setup role trusts sagemaker.amazonaws.com).
+        role_name: the role Neo assumes, a name or an ARN; None or "" (default): the stack's
+            compilation role (see `compile_role_arn`).
         max_runtime_s: StoppingCondition.MaxRuntimeInSeconds (the chapter's 900).
     """
 
@@ -65,7 +74,7 @@ class NeoJob:
     target_device: str | None = None
     job_name: str | None = None
     bucket: str | None = None
-    role_name: str = DEFAULT_ROLE
+    role_name: str | None = None
     max_runtime_s: int = 900
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -88,7 +97,76 @@ class NeoJob:
                               "starting and ending with a letter or digit.")
         if self.target_device and (self.target_accelerator or (self.target_os, self.target_arch) != ("LINUX", "X86_64")):
             raise ConfigError("Give a target_device or a target platform (os/arch/accelerator), not both.")
+        if self.role_name and not (IAM_ROLE_NAME.match(self.role_name) or IAM_ROLE_ARN.match(self.role_name)):
+            raise ConfigError(f"role_name {self.role_name!r} is neither an IAM role name nor a role ARN; leave it "
+                              "empty for the stack's compilation role.")
         return self
+
+
+def _trusts_sagemaker(role: dict[str, Any]) -> bool:
+    doc = role.get("AssumeRolePolicyDocument") or {}
+    if isinstance(doc, str):
+        from urllib.parse import unquote
+
+        doc = json.loads(unquote(doc))
+    statements = doc.get("Statement", [])
+    for st in statements if isinstance(statements, list) else [statements]:
+        services = (st.get("Principal") or {}).get("Service", []) if isinstance(st.get("Principal"), dict) else []
+        services = [services] if isinstance(services, str) else services
+        if st.get("Effect") == "Allow" and "sagemaker.amazonaws.com" in services:
+            return True
+    return False
+
+
+def compile_role_arn(ctx: Context, role: str | None = None) -> str:
+    """The ARN of the role a compilation job runs as.
+
+    `role` (a name or an ARN) when given; else the stack's: `compile_role_arn` from the outputs
+    setup wrote to `<stack dir>/setup.json`; else, when that file is not on this machine, the
+    default-named compilation role or edge server role, if it carries this stack's tag and trusts
+    sagemaker.amazonaws.com (after the split, the edge server's role no longer does).
+
+    Raises:
+        NotFound: the stack has no role Neo may assume (one line: run setup apply, or pass a role).
+        AwsError subclasses: reading IAM failed for another reason than access denied.
+    """
+    if role:
+        if role.startswith("arn:"):
+            return role
+        return f"arn:{ctx.partition}:iam::{ctx.account_id}:role/{role}"
+    path = ctx.stack_dir / "setup.json"
+    try:
+        found = json.loads(path.read_text()).get("outputs", {}).get("compile_role_arn")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found:
+        return found
+    from actions.setup.config import SetupConfig
+
+    defaults, iam, denied = SetupConfig(), ctx.client("iam"), False
+    for name in (defaults.compile_role, defaults.role_name):
+        try:
+            with aws_call(f"read the IAM role {name}"):
+                try:
+                    role_doc = iam.get_role(RoleName=name)["Role"]
+                except Exception as exc:
+                    if error_code(exc) == "NoSuchEntity":
+                        continue
+                    raise
+        except AccessDenied:
+            denied = True
+            continue
+        key, value = ctx.tag
+        tags = role_doc.get("Tags")
+        if tags is None:
+            with aws_call(f"read the tags of the IAM role {name}"):
+                tags = iam.list_role_tags(RoleName=name).get("Tags", [])
+        if {"Key": key, "Value": value} in tags and _trusts_sagemaker(role_doc):
+            return role_doc["Arn"]
+    why = " (reading IAM was denied)" if denied else ""
+    raise NotFound(f"Stack {ctx.stack} has no compilation role{why}: run `edge-console setup apply --stack "
+                   f"{ctx.stack}` (it makes one trusted by SageMaker only), or pass --role-name with a role "
+                   "SageMaker may assume.")
 
 
 def default_job_name(ctx: Context, model: str) -> str:
@@ -172,10 +250,11 @@ def start_job(ctx: Context, job: NeoJob, model_s3_uri: str) -> str:
             output["TargetPlatform"]["Accelerator"] = job.target_accelerator
     key, value = ctx.tag
     tags = [{"Key": key, "Value": value}] + [{"Key": k, "Value": v} for k, v in job.tags.items()]
+    role_arn = compile_role_arn(ctx, job.role_name)
     with aws_call(f"create the compilation job {name}"):
         ctx.client("sagemaker").create_compilation_job(
             CompilationJobName=name,
-            RoleArn=f"arn:aws:iam::{ctx.account_id}:role/{job.role_name}",
+            RoleArn=role_arn,
             InputConfig={"S3Uri": model_s3_uri, "DataInputConfig": json.dumps(job.data_input_config),
                          "Framework": job.framework.upper(), "FrameworkVersion": job.framework_version},
             OutputConfig=output,
@@ -230,10 +309,12 @@ def compile_with_neo(ctx: Context, job: NeoJob, *, poll: float | None = None) ->
         with data["artifact"] = the compiled model's S3 URI.
 
     Raises:
-        ConfigError: an invalid request. CompileError: the job failed (with FailureReason).
-        AwsError subclasses: a call failed.
+        ConfigError: an invalid request. NotFound: the stack has no compilation role (before the upload).
+        CompileError: the job failed (with FailureReason). AwsError subclasses: a call failed.
     """
     job.validate()
+    # The role first: a stack without one fails in a moment, not after the upload.
+    job = dataclasses.replace(job, role_name=compile_role_arn(ctx, job.role_name))
     uri = job.model_s3_uri
     if job.model_tar is not None:
         for event in upload_model(ctx, Path(job.model_tar), bucket=job.bucket):
@@ -241,7 +322,8 @@ def compile_with_neo(ctx: Context, job: NeoJob, *, poll: float | None = None) ->
             if event.state == DONE:
                 uri = event.data["uri"]
     name = start_job(ctx, job, uri)
-    yield Progress("compile", RUNNING, f"created compilation job {name}", 20.0, {"job": name, "input": uri})
+    yield Progress("compile", RUNNING, f"created compilation job {name} (role {job.role_name.rsplit('/', 1)[-1]})",
+                   20.0, {"job": name, "input": uri, "role_arn": job.role_name})
     yield from follow_job(ctx, name, poll=poll)
 
 

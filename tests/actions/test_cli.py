@@ -24,19 +24,20 @@ def test_setup_plan_apply_destroy_json(moto_url, tmp_path, capsys):
     common = ["--sandbox", moto_url, "--state-dir", str(tmp_path), "--stack", "cli", "--json"]
     assert main(["setup", "plan", *common]) == 0
     (plan,) = _json_lines(capsys.readouterr().out)
-    assert [c["action"] for c in plan["result"]] == ["create"] * 8 + ["none"]
+    assert [c["action"] for c in plan["result"]] == ["create"] * 9 + ["none"]
     assert main(["setup", "apply", *common]) == 0
     lines = _json_lines(capsys.readouterr().out)
     assert lines[-2]["event"]["percent"] == 100.0 and not [x for x in lines[:-1] if x["event"]["state"] == "failed"]
     result = lines[-1]["result"]
     assert result["instances"][0]["state"] == "running" and result["hourly_price_usd"] == 0.085
+    assert result["compile_role_arn"].endswith(":role/SageMakerGreenGrassV2MinimalResourceRole-NeoCompilation")
     assert main(["setup", "destroy", *common]) == 0  # without --yes: shows, removes nothing
     (shown,) = _json_lines(capsys.readouterr().out)
     assert {c["step"] for c in shown["result"] if c["action"] == "delete"} >= {"instance", "bucket", "iam-role"}
     assert main(["setup", "destroy", "--yes", *common]) == 0
     capsys.readouterr()
     assert main(["setup", "plan", *common]) == 0
-    assert all(c["action"] == "create" for c in _json_lines(capsys.readouterr().out)[0]["result"][:8])
+    assert all(c["action"] == "create" for c in _json_lines(capsys.readouterr().out)[0]["result"][:9])
 
 
 def test_setup_plan_text_shows_documents_and_price(moto_url, tmp_path, capsys):
@@ -44,7 +45,10 @@ def test_setup_plan_text_shows_documents_and_price(moto_url, tmp_path, capsys):
     assert main(["setup", "plan", "--sandbox", moto_url, "--state-dir", str(tmp_path), "--preset", "runbook"]) == 0
     out = capsys.readouterr().out
     assert "AmazonS3FullAccess" in out and "sts:AssumeRole" in out and "USD 0.085/hour" in out
-    assert "plan: 8 to create, 0 to change, 0 to delete, 1 left alone" in out
+    assert "plan: 8 to create, 0 to change, 0 to delete, 2 left alone" in out
+    # The runbook keeps one role for the edge server and Neo: the plan says why and what it risks.
+    assert "= compile-role     no separate compilation role under the runbook preset" in out
+    assert "Risk: anything on the edge server" in out
 
 
 @pytest.mark.parametrize("argv, code, words", [
@@ -71,6 +75,24 @@ def test_missing_resources_are_typed_errors_with_a_hint(moto_url, tmp_path, caps
     assert "setup apply" in captured.err
 
 
+def test_compile_without_a_compilation_role_is_one_line_before_any_upload(moto_url, tmp_path, capsys):
+    reset(moto_url)
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(b"not read: the role is looked up first")
+    argv = ["compile", "--model", str(model), "--input", '{"input0": [1, 3, 224, 224]}', "--sandbox", moto_url,
+            "--state-dir", str(tmp_path / "state"), "--stack", "nothing-here"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "Stack nothing-here has no compilation role" in err
+    assert "edge-console setup apply --stack nothing-here" in err and "--role-name" in err
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    assert s3.list_buckets()["Buckets"] == []  # no bucket, so nothing was uploaded anywhere
+
+
 def test_unreachable_endpoint_says_so(tmp_path, capsys):
     assert main(["fleet", "--sandbox", "http://127.0.0.1:9", "--state-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
@@ -82,7 +104,7 @@ def test_the_edge_console_dispatcher_routes_here(moto_url, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tui.main", "setup", "plan", "--sandbox", moto_url,
                            "--state-dir", str(tmp_path), "--json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert len(json.loads(proc.stdout)["result"]) == 9
+    assert len(json.loads(proc.stdout)["result"]) == 10
 
 
 def test_package_deploy_fleet_logs_through_the_cli(sandbox, model_dir, sample_images, tmp_path, capsys):

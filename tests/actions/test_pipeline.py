@@ -78,9 +78,15 @@ def _python() -> str:
 
 def test_neo_compiles_and_the_artifact_runs_here(stack, model_tar, tmp_path, calls):
     ctx, cfg = stack
+    # No role given: the stack's compilation role, as setup recorded it (not the edge server's role).
     job = comp.NeoJob(data_input_config={"input0": [1, 3, 224, 224]}, model_tar=model_tar, bucket=cfg.bucket,
-                      role_name=cfg.role_name, job_name=f"neo-{UID}")
+                      job_name=f"neo-{UID}")
     events = list(comp.compile_with_neo(ctx, job))
+    described = ctx.client("sagemaker").describe_compilation_job(CompilationJobName=f"neo-{UID}")
+    assert described["RoleArn"] == setup.outputs(ctx, cfg)["compile_role_arn"]
+    assert described["RoleArn"] == f"arn:aws:iam::{ctx.account_id}:role/EdgeRole{UID}-NeoCompilation"
+    created = [e for e in events if e.data and e.data.get("role_arn")]
+    assert created and f"(role EdgeRole{UID}-NeoCompilation)" in created[0].message
     statuses = [e.data.get("status") for e in events if e.step == "compile" and e.data and "status" in e.data]
     assert statuses[-1] == "COMPLETED" and events[-1].state == DONE
     uploads = [e for e in events if e.step == "upload"]
@@ -104,7 +110,7 @@ def test_a_failed_job_shows_neos_failure_reason(stack, tmp_path):
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     job = comp.NeoJob(data_input_config={"input0": [1, 3, 224, 224]}, model_tar=bad, bucket=cfg.bucket,
-                      role_name=cfg.role_name, job_name=f"bad-{UID}")
+                      role_name=cfg.compile_role, job_name=f"bad-{UID}")
     events = []
     with pytest.raises(CompileError) as err:
         for event in comp.compile_with_neo(ctx, job):
@@ -385,13 +391,16 @@ def test_destroy_removes_what_compile_package_and_deploy_made_for_this_stack_onl
         tar.addfile(tarfile.TarInfo("empty"), io.BytesIO(b""))
     with pytest.raises(CompileError):
         list(comp.compile_with_neo(ctx, comp.NeoJob(data_input_config={"input0": [1, 3, 224, 224]}, model_tar=bad,
-                                                    bucket=cfg.bucket, role_name=cfg.role_name,
-                                                    job_name=f"gone-{uid}")))
+                                                    bucket=cfg.bucket, job_name=f"gone-{uid}")))
     (published_step,) = [c for c in setup.destroy_plan(ctx, cfg) if c.step == "published"]
     assert published_step.action == setup.DELETE
     assert "1 deployments, 2 component versions, 1 compilation jobs" in published_step.summary
     events = list(setup.destroy(ctx, cfg))
-    assert [e.step for e in events if e.state == DONE][0] == "published"  # before the role and bucket
+    done = [e.step for e in events if e.state == DONE]
+    assert done[0] == "published"  # before the role and bucket
+    assert done[-1] == "compile-role"  # after its jobs, and after the edge server's role
+    roles = {r["RoleName"] for r in ctx.client("iam").list_roles()["Roles"]}
+    assert not {cfg.role_name, cfg.compile_role, cfg.tes_role_name} & roles
     # The device no longer runs what the stack deployed (an empty deployment went first).
     assert any("components removed from the devices of" in e.message for e in events)
     assert f"gone.Model{uid}" not in {c.name for c in fleet.device_details(ctx, device)[0]}
