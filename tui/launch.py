@@ -74,7 +74,7 @@ def bootstrap_sandbox(state_dir: Path | None = None, device: str | None = None):
         _say(f"starting sandbox device {name} in group {cfg.thing_group_name}")
         sb.add_device(name, cfg.thing_group_name)
         job = comp.NeoJob(data_input_config={"input0": [1, 3, 224, 224]}, model_tar=model_root / "model.tar.gz",
-                          bucket=bucket, role_name=cfg.role_name, job_name=f"{DEMO_JOB}-{int(time.time())}")
+                          bucket=bucket, job_name=f"{DEMO_JOB}-{int(time.time())}")
         done = _last(comp.compile_with_neo(ctx, job), "compile")
         artifact = comp.download_artifact(ctx, done.data["artifact"], ctx.stack_dir / "compiled" / job.job_name)
         published = _last(pk.package(ctx, pk.PackageSpec(artifact, bucket=bucket, images_dir=images,

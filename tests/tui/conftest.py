@@ -60,7 +60,7 @@ def console_app(sandbox, ctx, cfg, device=None, **kwargs):
     from tui.app import make_app
     from tui.mqtt_link import broker_subscriber
 
-    defaults = {"group": cfg.thing_group_name, "bucket": cfg.bucket, "role": cfg.role_name}
+    defaults = {"group": cfg.thing_group_name, "bucket": cfg.bucket, "role": cfg.compile_role}
     if device:
         defaults["device"] = device
     defaults.update(kwargs.pop("defaults", {}))

@@ -31,6 +31,7 @@ async def test_wizard_plan_apply_fail_resume_teardown(sandbox, tmp_path):
 
     class Cfg:
         thing_group_name, bucket, role_name = f"wiz-grp-{uid}", taken, f"WizRole{uid}"
+        compile_role = f"WizRole{uid}-NeoCompilation"
 
     app = console_app(sandbox, ctx, Cfg, start="setup")
     async with app.run_test(size=(80, 24)) as pilot:

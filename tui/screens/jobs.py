@@ -325,7 +325,7 @@ class JobsScreen(ConsoleScreen):
                               model_tar=Path(v["model"]).expanduser(), framework=v["framework"].upper(),
                               framework_version=v["framework_version"], target_os=os_.upper(),
                               target_arch=arch.upper(), job_name=v["job_name"] or comp.default_job_name(ctx, Path(v["model"]).name.split(".")[0]),
-                              bucket=v["bucket"] or None, role_name=v["role"] or comp.DEFAULT_ROLE)
+                              bucket=v["bucket"] or None, role_name=v["role"] or None)
             return job.validate()
 
         fields = [
@@ -337,7 +337,7 @@ class JobsScreen(ConsoleScreen):
             Field("target", "Target OS/arch", "LINUX/X86_64"),
             Field("job_name", "Job name", "", "empty: generated"),
             Field("bucket", "Bucket", d.get("bucket", ""), "empty: setup's"),
-            Field("role", "Role", d.get("role", comp.DEFAULT_ROLE)),
+            Field("role", "Role", d.get("role", ""), "empty: the stack's compilation role"),
         ]
 
         def started(job) -> None:

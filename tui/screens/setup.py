@@ -27,9 +27,10 @@ from tui.widgets.virtual_list import VirtualList
 
 # The wizard's pages: (title, [(SetupConfig field, label, hint)]).
 PAGES = [
-    ("1/4 IAM: the edge server's role and the token exchange role", [
+    ("1/4 IAM: edge server, Neo compilation, token exchange roles", [
         ("role_name", "Edge server role", ""),
         ("preset", "Policy preset", "least-privilege or runbook"),
+        ("compile_role_name", "Neo compilation role", "empty: <edge role>-NeoCompilation"),
         ("tes_role_name", "Token exchange role", ""),
         ("tes_role_alias_name", "Role alias", ""),
     ]),
@@ -70,7 +71,7 @@ def config_from(cfg, page_values: dict[str, str]):
     """Apply one wizard page's values to a SetupConfig; raises ConfigError for a bad value."""
     changes: dict = {}
     for key, value in page_values.items():
-        if key == "bucket":
+        if key in ("bucket", "compile_role_name"):
             changes[key] = value or None
         elif key == "volume_gib":
             if not value.isdigit():
