@@ -38,11 +38,12 @@ TRUST_POLICY: dict[str, Any] = {
     ],
 }
 
-# The edge server's role under the least-privilege preset: the chapter's trust minus SageMaker,
-# which assumes the compilation role instead (compile_trust_policy).
+# The edge server's role under the least-privilege preset: EC2 only. SageMaker assumes the
+# compilation role instead (compile_trust_policy), and the IoT credentials provider the token
+# exchange role (TES_TRUST_POLICY), so neither needs this one.
 EDGE_TRUST_POLICY: dict[str, Any] = {
     "Version": "2012-10-17",
-    "Statement": [s for s in TRUST_POLICY["Statement"] if s["Principal"]["Service"] != "sagemaker.amazonaws.com"],
+    "Statement": [s for s in TRUST_POLICY["Statement"] if s["Principal"]["Service"] == "ec2.amazonaws.com"],
 }
 
 # Why the runbook preset keeps one role for the edge server and Neo, and what that risks; the plan

@@ -67,9 +67,9 @@ def test_compilation_role_trusts_sagemaker_only_for_our_compilation_jobs():
         "StringEquals": {"aws:SourceAccount": "123456789012"},
         "ArnLike": {"aws:SourceArn": "arn:aws:sagemaker:eu-west-1:123456789012:compilation-job/*"}}
     edge = {s["Principal"]["Service"] for s in policies.edge_trust_policy("least-privilege")["Statement"]}
-    assert edge == {"ec2.amazonaws.com", "credentials.iot.amazonaws.com"}
+    assert edge == {"ec2.amazonaws.com"}
     runbook = {s["Principal"]["Service"] for s in policies.edge_trust_policy("runbook")["Statement"]}
-    assert runbook == edge | {"sagemaker.amazonaws.com"}
+    assert runbook == edge | {"credentials.iot.amazonaws.com", "sagemaker.amazonaws.com"}
 
 
 def test_least_privilege_names_only_our_resources():

@@ -35,7 +35,7 @@ def test_plan_shows_every_resource_and_the_documents(ctx):
     role = changes["iam-role"]
     trust = role.documents["trust policy"]
     services = {s["Principal"]["Service"] for s in trust["Statement"]}
-    assert services == {"ec2.amazonaws.com", "credentials.iot.amazonaws.com"}  # Neo has a role of its own
+    assert services == {"ec2.amazonaws.com"}  # Neo and the token exchange have roles of their own
     assert "inline GreengrassComponentAccessPolicy" in role.documents
     assert "inline EdgeConsoleCompilationAccess" not in role.documents
     assert any(f"Neo compiles as {NEO_ROLE}" in d for d in role.details)
