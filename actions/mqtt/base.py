@@ -14,6 +14,9 @@ from actions.errors import MqttError
 
 MessageCallback = Callable[[str, bytes], None]
 """Called with (topic, payload) for each message received on a subscription, on the transport's thread."""
+DoneCallback = Callable[[BaseException | None], None]
+"""Called once per published message, on the transport's thread: None when it was acknowledged
+(QoS 1) or written (QoS 0), else the MqttError it failed with."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,14 @@ def deliver(callback: MessageCallback, topic: str, payload: bytes) -> None:
         logging.getLogger("actions.mqtt").exception("subscriber callback failed for a message on %s", topic)
 
 
+def notify(on_done: DoneCallback, failure: BaseException | None) -> None:
+    """Call a publish's done callback; its bug is logged, never allowed to kill the network thread."""
+    try:
+        on_done(failure)
+    except Exception:
+        logging.getLogger("actions.mqtt").exception("publish callback failed")
+
+
 def failed_future(exc: BaseException) -> concurrent.futures.Future:
     """A future that has already failed with `exc`."""
     fut: concurrent.futures.Future = concurrent.futures.Future()
@@ -176,6 +187,14 @@ class Transport(abc.ABC):
     def publish(self, topic: str, payload: bytes, qos: int = 1,
                 retain: bool = False) -> concurrent.futures.Future:
         """Send a message; the future completes when it is acknowledged (see the class doc)."""
+
+    def publish_with_callback(self, topic: str, payload: bytes, qos: int, on_done: DoneCallback,
+                              retain: bool = False) -> None:
+        """`publish` with a callback instead of a future: `on_done(None)` when the message is
+        acknowledged, `on_done(error)` when it fails, on the transport's thread. A transport may
+        implement it more cheaply than a future per message; this one goes through `publish`."""
+        self.publish(topic, payload, qos=qos, retain=retain).add_done_callback(
+            lambda fut: notify(on_done, fut.exception()))
 
     @abc.abstractmethod
     def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 1) -> None:

@@ -11,8 +11,8 @@ import uuid
 import paho.mqtt.client as mqtt
 
 from actions.errors import ConfigError, MqttError
-from actions.mqtt.base import (MessageCallback, MqttSettings, Transport, Will, closed_error, deliver,
-                               failed_future, is_loopback)
+from actions.mqtt.base import (DoneCallback, MessageCallback, MqttSettings, Transport, Will, closed_error,
+                               deliver, is_loopback, notify)
 
 
 def _check_file(path: str | None, what: str, key: str) -> str | None:
@@ -74,7 +74,7 @@ class PahoTransport(Transport):
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
         self._lock = threading.Lock()
-        self._pending: dict[int, concurrent.futures.Future] = {}
+        self._pending: dict[int, DoneCallback] = {}  # mid -> called with None or the failure
         self._early: dict[int, object] = {}  # acks that arrived before publish() registered the mid
         self._subs: dict[str, tuple[MessageCallback, int]] = {}
         self._started = False
@@ -108,11 +108,11 @@ class PahoTransport(Transport):
         if reason_code is not None and getattr(reason_code, "is_failure", False):
             failure = MqttError(f"{self.describe()} refused the message: {reason_code}")
         with self._lock:
-            fut = self._pending.pop(mid, None)
-            if fut is None:
+            done = self._pending.pop(mid, None)
+            if done is None:
                 self._early[mid] = failure
                 return
-        _complete(fut, failure)
+        notify(done, failure)
 
     def _on_message(self, client, userdata, message):
         with self._lock:
@@ -137,21 +137,28 @@ class PahoTransport(Transport):
 
     def publish(self, topic: str, payload: bytes, qos: int = 1,
                 retain: bool = False) -> concurrent.futures.Future:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self.publish_with_callback(topic, payload, qos, lambda failure: _complete(fut, failure), retain=retain)
+        return fut
+
+    def publish_with_callback(self, topic: str, payload: bytes, qos: int, on_done: DoneCallback,
+                              retain: bool = False) -> None:
+        # paho's own mid -> callback, no future: the acknowledgement path is the network thread's
+        # hot path, and it is all a sender of many messages needs.
         if self._closed:
-            return failed_future(closed_error(self.kind))
+            notify(on_done, closed_error(self.kind))
+            return
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             # NO_CONN is fine: paho queued the message and sends it after the reconnect.
-            return failed_future(MqttError(f"cannot publish to {topic}: {mqtt.error_string(info.rc)}"))
-        fut: concurrent.futures.Future = concurrent.futures.Future()
+            notify(on_done, MqttError(f"cannot publish to {topic}: {mqtt.error_string(info.rc)}"))
+            return
         with self._lock:
-            if info.mid in self._early:
-                failure = self._early.pop(info.mid)
-            else:
-                self._pending[info.mid] = fut
-                return fut
-        _complete(fut, failure)
-        return fut
+            if info.mid not in self._early:
+                self._pending[info.mid] = on_done
+                return
+            failure = self._early.pop(info.mid)
+        notify(on_done, failure)
 
     def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 1) -> None:
         with self._lock:
@@ -169,8 +176,8 @@ class PahoTransport(Transport):
         self._set_connected(False)
         with self._lock:
             pending, self._pending = list(self._pending.values()), {}
-        for fut in pending:
-            _complete(fut, closed_error(self.kind))
+        for done in pending:
+            notify(done, closed_error(self.kind))
 
     @property
     def pending(self) -> int:
