@@ -2,27 +2,37 @@
 broker has acknowledged it.
 
 SQLite in WAL mode with `synchronous=NORMAL`: a committed row survives the process being killed
-(SIGKILL, OOM killer, crash), because the WAL is written before `append()` returns; only a power
+(SIGKILL, OOM killer, crash), because the WAL is written before the commit returns; only a power
 cut can lose the last few commits (set `sync="full"` to fsync every commit and survive that too).
 
+Two ways to store a message:
+- `append()` commits it before it returns (one transaction per message);
+- `stage()` gives it its sequence number at once and queues it in memory; the next `commit()`
+  writes everything staged meanwhile in one transaction (group commit) and returns those rows,
+  which may be sent from then on. A staged message must not be sent before the commit that holds
+  it has returned. A process killed before that commit loses the staged messages: nothing of them
+  was sent or reported (`last_seq` counts committed ones only), so their numbers are given out
+  again after the restart, with no gap. The caller bounds how many it stages between commits.
+
 The sequence number lives here as well, so it survives restarts: a message re-sent after a crash
-carries the number it was first given, and a new message never reuses one.
+carries the number it was first given, and a new message never reuses the number of one stored.
 
     outbox = Outbox("outbox.sqlite", max_messages=100_000)
     seq = outbox.append(topic, lambda seq: encode(build_prediction(..., seq=seq)))
+    seq = outbox.stage(topic, make_payload); rows = outbox.commit()   # rows: on disk, sendable
     for row in outbox.peek(after=0, limit=100): ...   # oldest first
     outbox.ack([row.seq])                               # when the broker acknowledged it
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from actions.errors import ConfigError
 
@@ -45,11 +55,16 @@ CREATE TABLE IF NOT EXISTS state (
 """
 
 
-INSERT = "INSERT INTO outbox (seq, topic, payload, qos, created) VALUES (?, ?, ?, ?, ?)"
+INSERT_CHUNK = 64  # rows per INSERT statement
 
 
-@dataclass(frozen=True)
-class Row:
+@functools.lru_cache(maxsize=INSERT_CHUNK)
+def _insert_rows(n: int) -> str:
+    return "INSERT INTO outbox (seq, topic, payload, qos, created) VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * n)
+
+
+
+class Row(NamedTuple):
     """One stored message."""
 
     seq: int
@@ -63,8 +78,13 @@ class Outbox:
 
     Attributes:
         path: the database file.
-        max_messages: the limit; appending beyond it drops the oldest messages and counts them.
+        max_messages: the limit; storing beyond it drops the oldest messages and counts them.
+        on_commit: None, or called with the rows each commit stored (as `commit()` returns them),
+            in commit order, on the committing thread, before the commit returns; it may read the
+            properties (`dropped`, `depth`, ...) but must not call the methods, which lock.
     """
+
+    on_commit: Callable[[list[Row]], None] | None = None
 
     def __init__(self, path: str | os.PathLike, max_messages: int = 100_000, *, sync: str = "normal"):
         if max_messages < 1:
@@ -96,10 +116,19 @@ class Outbox:
         else:
             self.moved_aside = None
             self.corrupt_error = None
+        # Two locks, always taken in this order when both are needed: `_lock` for the database
+        # connection (one transaction at a time, so batches reach the disk in seq order), `_mem`
+        # for the counters and the staged messages, held only briefly so stage() never waits for
+        # the disk.
         self._lock = threading.Lock()
-        cur = self._db.execute("SELECT COUNT(*), COALESCE(MAX(seq), 0), COALESCE(MIN(seq), 0) FROM outbox")
-        self._depth, max_seq, _min = cur.fetchone()
+        self._mem = threading.Lock()
+        self._staged: list[tuple] = []  # (seq, topic, payload, qos, created), in seq order
+        self._staged_state: dict[str, str] = {}
+        cur = self._db.execute("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM outbox")
+        self._stored, max_seq = cur.fetchone()  # rows on disk (under _lock)
+        self._depth = self._stored  # stored + staged, not acknowledged (under _mem)
         self._next_seq = max(self._meta("next_seq", 1), max_seq + 1)
+        self._last_stored = self._next_seq - 1
         self._dropped = self._meta("dropped", 0)
 
     def _open(self, sync: str) -> sqlite3.Connection:
@@ -138,35 +167,80 @@ class Outbox:
                 has been read, so that position and the prediction are on disk together or not at all.
 
         Returns:
-            The sequence number. The row is committed (on disk) when this returns.
+            The sequence number. The row is committed (on disk) when this returns, together with
+            whatever else was staged before it.
+        """
+        seq = self.stage(topic, make_payload, qos, state)
+        self.commit()
+        return seq
+
+    def stage(self, topic: str, make_payload: Callable[[int], bytes], qos: int = 1,
+              state: tuple[str, str] | None = None) -> int:
+        """Give a message its sequence number and queue it for the next `commit()`.
+
+        Arguments as for `append`. The message is not on disk, and must not be sent, before a
+        `commit()` that returns it (or a later one) has returned.
+        """
+        with self._mem:
+            seq = self._next_seq
+            self._staged.append((seq, topic, make_payload(seq), qos, time.time()))
+            if state is not None:
+                self._staged_state[state[0]] = state[1]
+            self._next_seq = seq + 1
+            self._depth += 1
+        return seq
+
+    def commit(self) -> list[Row]:
+        """Write every staged message to disk in one transaction.
+
+        Returns:
+            The messages it wrote that are still stored (a full outbox drops the oldest, which
+            may be some of these), in seq order; they are on disk and may be sent.
         """
         with self._lock:
-            seq = self._next_seq
-            payload = make_payload(seq)
+            with self._mem:
+                staged, self._staged = self._staged, []
+                state, self._staged_state = self._staged_state, {}
+            if not staged:
+                return []
             db = self._db
-            row = (seq, topic, payload, qos, time.time())
+            excess = self._stored + len(staged) - self.max_messages
             dropped = 0
-            if self._depth + 1 <= self.max_messages and state is None:
-                # One statement in autocommit mode is its own transaction: committed on return.
-                db.execute(INSERT, row)
-            else:
+            try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    db.execute(INSERT, row)
-                    if state is not None:
-                        db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state)
-                    if self._depth + 1 > self.max_messages:
-                        dropped = self._drop_oldest_locked(self._depth + 1 - self.max_messages)
+                    # Many rows per statement: one step (and one release of the GIL) per chunk
+                    # rather than per row.
+                    for i in range(0, len(staged), INSERT_CHUNK):
+                        chunk = staged[i:i + INSERT_CHUNK]
+                        db.execute(_insert_rows(len(chunk)), [v for row in chunk for v in row])
+                    if state:
+                        db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state.items())
+                    if excess > 0:
+                        dropped = self._drop_oldest_locked(excess, staged[-1][0] + 1)
                     db.execute("COMMIT")
                 except BaseException:
-                    db.execute("ROLLBACK")
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
                     raise
-            self._next_seq = seq + 1
-            self._depth += 1 - dropped
-            self._dropped += dropped
-            return seq
+            except BaseException:
+                with self._mem:  # still to be stored: back in front of anything staged since
+                    self._staged[:0] = staged
+                    self._staged_state = {**state, **self._staged_state}
+                raise
+            self._stored += len(staged) - dropped
+            self._last_stored = staged[-1][0]
+            with self._mem:
+                self._depth -= dropped
+                self._dropped += dropped
+            # The oldest go first, and these are the newest: any of them dropped lead the list.
+            kept = staged[max(0, len(staged) - self._stored):]
+            rows = [Row(seq, topic, payload, qos) for seq, topic, payload, qos, _created in kept]
+            if self.on_commit is not None:
+                self.on_commit(rows)
+        return rows
 
-    def _drop_oldest_locked(self, count: int) -> int:
+    def _drop_oldest_locked(self, count: int, next_seq: int) -> int:
         cur = self._db.execute(
             "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)", (count,))
         n = cur.rowcount
@@ -174,8 +248,7 @@ class Outbox:
                          "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value", (n,))
         # Keep the counter's floor on disk: the highest seq may just have been deleted.
         self._db.execute("INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
-                         "ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
-                         (self._next_seq + 1,))
+                         "ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)", (next_seq,))
         return n
 
     def ack(self, seqs: Iterable[int]) -> int:
@@ -190,7 +263,7 @@ class Outbox:
                 removed = 0
                 # Acknowledgements come in order, so a batch is mostly one run of consecutive
                 # numbers: one range delete each is far cheaper than a list of keys.
-                for lo, hi in _runs(sorted(set(seqs))):
+                for lo, hi in _runs(seqs):
                     removed += db.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (lo, hi)).rowcount
                 # The counter must not fall back when the newest rows leave: keep its floor on disk.
                 db.execute("INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
@@ -200,12 +273,14 @@ class Outbox:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            self._depth -= removed
+            self._stored -= removed
+            with self._mem:
+                self._depth -= removed
             return removed
 
     # -- reading --------------------------------------------------------------------------------
     def peek(self, after: int = 0, limit: int = 100) -> list[Row]:
-        """The oldest stored messages with seq > `after`, at most `limit`, in seq order."""
+        """The oldest stored (committed) messages with seq > `after`, at most `limit`, in seq order."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, topic, payload, qos FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -226,8 +301,13 @@ class Outbox:
 
     @property
     def depth(self) -> int:
-        """Messages stored and not yet acknowledged."""
+        """Messages stored or staged and not yet acknowledged."""
         return self._depth
+
+    @property
+    def staged(self) -> int:
+        """Messages staged and not yet committed."""
+        return len(self._staged)
 
     @property
     def dropped(self) -> int:
@@ -236,17 +316,20 @@ class Outbox:
 
     @property
     def last_seq(self) -> int:
-        """The last sequence number given out (0 before the first)."""
-        return self._next_seq - 1
+        """The last sequence number committed to disk (0 before the first)."""
+        return self._last_stored
 
     def close(self) -> None:
-        """Checkpoint the WAL and close the database."""
-        with self._lock:
-            try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass  # another reader holds the WAL; it is checkpointed next time
-            self._db.close()
+        """Commit what is staged, checkpoint the WAL and close the database."""
+        try:
+            self.commit()
+        finally:
+            with self._lock:
+                try:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:
+                    pass  # another reader holds the WAL; it is checkpointed next time
+                self._db.close()
 
     def __enter__(self) -> "Outbox":
         return self
@@ -256,7 +339,10 @@ class Outbox:
 
 
 def _runs(seqs: list[int]) -> list[tuple[int, int]]:
-    """Sorted distinct numbers -> (first, last) of each run of consecutive ones."""
+    """Numbers -> (first, last) of each run of consecutive ones, in order."""
+    seqs = sorted(set(seqs))
+    if seqs[-1] - seqs[0] + 1 == len(seqs):
+        return [(seqs[0], seqs[-1])]  # the usual case: acknowledgements come in order
     runs: list[tuple[int, int]] = []
     for seq in seqs:
         if runs and seq == runs[-1][1] + 1:

@@ -153,3 +153,101 @@ def test_state_is_saved_with_the_row(tmp_path):
         assert box.dropped == 1  # the limit still holds on the transactional path
     with Outbox(path) as box:
         assert box.get_state("k") == "pos-2" and box.depth == 2
+
+
+# -- group commit: stage() then commit() ----------------------------------------------------------
+
+def test_staged_rows_reach_the_disk_only_with_commit(tmp_path):
+    with Outbox(tmp_path / "o.sqlite") as box:
+        assert box.append("t", _payload) == 1
+        assert [box.stage("t", _payload) for _ in range(3)] == [2, 3, 4]
+        # Numbered and counted, but not stored, not readable and not reported as the last seq.
+        assert box.staged == 3 and box.depth == 4 and box.last_seq == 1
+        assert [r.seq for r in box.peek(limit=100)] == [1]
+        rows = box.commit()
+        assert [(r.seq, r.payload) for r in rows] == [(s, _payload(s)) for s in (2, 3, 4)]
+        assert box.staged == 0 and box.depth == 4 and box.last_seq == 4
+        assert [r.seq for r in box.peek(limit=100)] == [1, 2, 3, 4]
+        assert box.commit() == []
+
+
+def test_on_commit_sees_every_batch_in_order_whoever_commits(tmp_path):
+    seen: list[int] = []
+    with Outbox(tmp_path / "o.sqlite") as box:
+        box.on_commit = lambda rows: seen.extend(r.seq for r in rows)
+        box.stage("t", _payload)
+        box.append("t", _payload)  # commits what was staged before it too
+        box.stage("t", _payload)
+    # close() committed the last one.
+    assert seen == [1, 2, 3]
+    with Outbox(tmp_path / "o.sqlite") as box:
+        assert [r.seq for r in box.peek(limit=100)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("stored, burst, limit", [(5, 20, 10), (0, 25, 10), (10, 3, 10), (9, 1, 10)])
+def test_a_burst_committed_at_once_drops_exactly_the_oldest(tmp_path, stored, burst, limit):
+    """The same outcome as appending one at a time: the newest `limit` rows, the rest counted."""
+    path = tmp_path / "o.sqlite"
+    total = stored + burst
+    dropped = max(0, total - limit)
+    with Outbox(path, max_messages=limit) as box:
+        for _ in range(stored):
+            box.append("t", _payload)
+        for _ in range(burst):
+            box.stage("t", _payload)
+        rows = box.commit()
+        # What commit() returns may be sent: only rows still stored, never a dropped one.
+        assert [r.seq for r in rows] == list(range(max(stored, dropped) + 1, total + 1))
+        assert box.dropped == dropped and box.depth == total - dropped
+        assert [r.seq for r in box.peek(limit=100)] == list(range(dropped + 1, total + 1))
+    with Outbox(path, max_messages=limit) as box:
+        assert box.dropped == dropped and box.last_seq == total
+        assert box.append("t", _payload) == total + 1
+
+
+def test_state_staged_with_a_batch_is_committed_with_it(tmp_path):
+    path = tmp_path / "o.sqlite"
+    with Outbox(path) as box:
+        for i in range(3):
+            box.stage("t", _payload, state=("k", f"pos-{i}"))
+        assert box.get_state("k") is None  # not on disk before its rows are
+        box.commit()
+        assert box.get_state("k") == "pos-2"
+
+
+def test_sigkill_during_bursts_of_group_commits(tmp_path):
+    """A child stages bursts of messages and commits each burst, printing the last seq once commit()
+    returned; it is killed with SIGKILL mid-burst. Every confirmed row survives, the stored ones are
+    1..N without a gap, and the next number is N + 1: whatever was staged and not committed was never
+    stored, so its number is free, and nothing stored is ever numbered again."""
+    path = tmp_path / "o.sqlite"
+    code = textwrap.dedent(f"""
+        import itertools
+        from edge_client.outbox import Outbox
+        box = Outbox({str(path)!r})
+        for n in itertools.cycle((1, 7, 64, 3, 200)):
+            for _ in range(n):
+                box.stage("t", lambda s: f"payload-{{s}}".encode())
+            print(box.commit()[-1].seq, flush=True)
+    """)
+    err_path = tmp_path / "child.err"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, text=True,
+                                cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    confirmed = 0
+    try:
+        for line in proc.stdout:
+            confirmed = int(line)
+            if confirmed >= 3000:
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert confirmed >= 3000, err_path.read_text(errors="replace")
+    with Outbox(path) as box:
+        rows = box.peek(limit=1_000_000)
+        last = box.last_seq
+        assert [r.seq for r in rows] == list(range(1, last + 1)) and last >= confirmed
+        assert all(r.payload == f"payload-{r.seq}".encode() for r in rows)
+        assert box.append("t", _payload) == last + 1
