@@ -6,8 +6,9 @@ message every `status_interval` seconds and on every change; it swaps in a new m
 model directory or the configuration changes; it stops cleanly on SIGTERM.
 
 Threads:
-- main: source -> classify -> outbox.append (the outbox is the hand-over point);
-- sender: outbox -> transport.publish, acknowledgements -> outbox.ack;
+- main: source -> classify -> sender.submit (staged in the outbox: seq given, not yet on disk);
+- sender: outbox.commit (everything staged meanwhile, one transaction) -> transport.publish,
+  acknowledgements -> outbox.ack;
 - housekeeping: status messages, model and config change detection, model loading (a new model
   is loaded beside the old one and swapped in between two images).
 
@@ -128,19 +129,27 @@ class Metrics:
 
 
 class Sender(threading.Thread):
-    """Moves messages from the outbox to the transport and removes them when acknowledged.
+    """Stores messages in the outbox, hands them to the transport, removes them when acknowledged.
 
-    Two ways in, one order: the producer hands over a row it has just committed (`offer`) when
-    nothing older is waiting, which spares a thread hop per message; otherwise this thread reads the
-    backlog from the outbox (a previous run's rows, everything stored during an outage). Whoever
-    hands rows over holds `_hand`, and `_cursor` is the last seq handed over, so order holds.
+    The producer calls `submit()`: the message gets its sequence number and is staged in the
+    outbox. Staged messages are committed together, in one transaction (group commit): by the
+    producer itself once `STAGE_BATCH` are waiting, else by this thread, which it wakes and which
+    waits `COMMIT_DELAY` for more before it commits a partial batch. Whoever commits hands the
+    committed rows over right after, so no message is sent before it is on disk; `_hand` makes that
+    one thread at a time, and `_cursor`, the last seq handed over, keeps the order.
 
-    At most `window` messages are with the transport at once, and rows are handed over only while
-    it is connected, so a long outage fills the outbox on disk, not memory. Acknowledged rows are
-    deleted in batches.
+    At most `window` messages are with the transport at once. Committed rows that do not fit wait
+    in `_ready` (up to another `window`), the rest on disk only: they are read back when there is
+    room (`_behind`), as are a previous run's rows and everything stored during an outage. Rows are
+    handed over only while the transport is connected, so a long outage fills the outbox on disk,
+    not memory. Acknowledged rows are deleted in batches.
     """
 
-    ACK_BATCH_SECONDS = 0.02
+    ACK_BATCH_SECONDS = 0.02  # acknowledged rows are deleted at least this often...
+    ACK_BATCH_ROWS = 512  # ...or once this many are waiting
+    STAGE_BATCH = 64  # the producer commits itself once this many messages are staged
+    COMMIT_DELAY = 0.001  # seconds this thread gives the producer to fill a batch before it commits
+    REFILL = 128  # rows handed over at least at once when refilling the window
 
     def __init__(self, outbox: Outbox, transport, window: int = 1000):
         super().__init__(name="sender", daemon=True)
@@ -148,12 +157,14 @@ class Sender(threading.Thread):
         self.transport = transport
         self.window = max(1, window)
         self._wake = threading.Event()
-        self._hand = threading.Lock()
+        self._hand = threading.Lock()  # held by whoever commits and hands rows over
         self._cursor = 0
-        self._behind = True  # rows from a previous run may be waiting
+        self._ready: collections.deque = collections.deque()  # committed rows after _cursor, in order
+        self._behind = True  # committed rows after _ready are on disk only (a previous run's, ...)
+        self._dropped_seen = outbox.dropped
         self._acked: collections.deque[int] = collections.deque()  # filled on the network thread
         self._failed: queue.SimpleQueue = queue.SimpleQueue()
-        self._inflight: dict[int, Any] = {}
+        self._inflight: set[int] = set()  # seqs with the transport
         self._retry: list[tuple[float, int]] = []  # (due, seq)
         self._attempts: dict[int, int] = {}
         self._stopping = threading.Event()
@@ -167,45 +178,45 @@ class Sender(threading.Thread):
         """New rows in the outbox, or the connection changed."""
         self._wake.set()
 
-    def offer(self, seq: int, topic: str, payload: bytes, qos: int = 1) -> None:
-        """The producer's fast path for a row it has just committed to the outbox."""
-        if self.transport.connected and not self._stopping.is_set():
-            with self._hand:
-                if self._cursor == seq - 1 and len(self._inflight) < self.window and not self._retry:
-                    self._send(seq, topic, payload, qos)
-                    self._cursor = seq
-                    return
-        self._behind = True
-        self._wake.set()
+    def submit(self, topic: str, make_payload, qos: int = 1, state: tuple[str, str] | None = None) -> int:
+        """Store a message to be sent and return its seq (arguments as for `Outbox.append`).
 
-    def _on_done(self, seq: int, fut) -> None:
+        It is staged at once, and committed with the messages staged around it before it is
+        handed to the transport.
+        """
+        seq = self.outbox.stage(topic, make_payload, qos, state)
+        if self.outbox.staged >= self.STAGE_BATCH:
+            with self._hand:
+                self._store()
+        elif not self._wake.is_set():  # set already: this thread clears it before it commits
+            self._wake.set()
+        return seq
+
+    def _on_done(self, seq: int, exc: BaseException | None) -> None:
         # Runs on the transport's network thread: account and get out; deletes happen in batches.
-        self._inflight.pop(seq, None)
-        exc = fut.exception()
+        self._inflight.discard(seq)
         if exc is None:
             self._acked.append(seq)
-            if (self._stopping.is_set() or len(self._acked) >= 512
-                    or (self._behind and len(self._inflight) <= self.window // 2)):
+            if (len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set()
+                    or ((self._ready or self._behind) and len(self._inflight) <= self.window - self.REFILL)):
                 self._wake.set()  # time to delete a batch, or room in the window for waiting rows
         else:
             self._failed.put((seq, exc))
             self._wake.set()
 
     def _send(self, seq: int, topic: str, payload: bytes, qos: int) -> None:
-        fut = self.transport.publish(topic, payload, qos=qos)
-        self._inflight[seq] = fut
-        fut.add_done_callback(lambda f, s=seq: self._on_done(s, f))
+        self._inflight.add(seq)
+        self.transport.publish_with_callback(topic, payload, qos, lambda exc, s=seq: self._on_done(s, exc))
 
     def _flush_acks(self) -> None:
         if self._acked:
-            acked = []
-            pop = self._acked.popleft
-            while self._acked:  # deque append/popleft are thread-safe; no ack slips between
-                acked.append(pop())
+            pop = self._acked.popleft  # thread-safe; acks appended meanwhile wait for the next flush
+            acked = [pop() for _ in range(len(self._acked))]
             self.outbox.ack(acked)
             self.acked += len(acked)
-            for seq in acked:
-                self._attempts.pop(seq, None)
+            if self._attempts:
+                for seq in acked:
+                    self._attempts.pop(seq, None)
 
     def _note_failures(self) -> None:
         while True:
@@ -224,38 +235,77 @@ class Sender(threading.Thread):
             log.warning("message %d not acknowledged (%s); retrying", seq, self.last_error)
 
     def run(self) -> None:
+        flushed = time.monotonic()
         while True:
-            self._note_failures()
-            self._flush_acks()
+            if not self._failed.empty():
+                self._note_failures()
+            if 0 < self.outbox.staged < self.STAGE_BATCH and not self._stopping.is_set():
+                time.sleep(self.COMMIT_DELAY)  # a partial batch: the producer may fill it (and commit it)
+            with self._hand:
+                self._store()
+                if self._retry and self.transport.connected and not self._closing:
+                    self._send_retries()
+            if self._acked and (len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set()
+                                or time.monotonic() - flushed >= self.ACK_BATCH_SECONDS):
+                self._flush_acks()
+                flushed = time.monotonic()
             if self._stopping.is_set() and not self._inflight and (self.outbox.depth == 0 or self._closing):
                 self._flush_acks()
                 self._drained.set()
                 return
-            if self.transport.connected and not self._closing:
-                with self._hand:
-                    self._send_backlog()
             self._wake.wait(self.ACK_BATCH_SECONDS if self._inflight or self._acked else 0.5)
             self._wake.clear()
 
-    def _send_backlog(self) -> None:
-        now = time.monotonic()
-        if self._retry:
-            due = [r for r in self._retry if r[0] <= now]
-            self._retry = [r for r in self._retry if r[0] > now]
-            for _due, seq in due:
-                rows = self.outbox.peek(after=seq - 1, limit=1)
-                if rows and rows[0].seq == seq and seq not in self._inflight:
-                    self._send(seq, rows[0].topic, rows[0].payload, rows[0].qos)
+    def _store(self) -> None:
+        """Commit what is staged and hand over what the window has room for. Holds `_hand`."""
+        rows = self.outbox.commit()
+        if self.outbox.dropped != self._dropped_seen:
+            # A full outbox dropped its oldest rows, maybe some of these: what is left is on disk.
+            self._dropped_seen = self.outbox.dropped
+            self._ready.clear()
+            self._behind = True
+        tail = self._ready[-1].seq if self._ready else self._cursor
+        if rows:
+            if (not self._behind and rows[0].seq == tail + 1 and len(self._ready) + len(rows) <= self.window
+                    and self.transport.connected):
+                self._ready.extend(rows)
+                tail = rows[-1].seq
+            else:
+                self._behind = True
+        if self.outbox.last_seq > tail:
+            self._behind = True  # committed elsewhere (append(), or dropped): read it back
+        if self.transport.connected and not self._closing:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Fill the window: from `_ready` first, then from disk. Holds `_hand`."""
         room = self.window - len(self._inflight)
-        if room > 0:
-            self._behind = False
+        ready = self._ready
+        while room > 0 and ready:
+            row = ready.popleft()
+            self._send(row.seq, row.topic, row.payload, row.qos)
+            self._cursor = row.seq
+            room -= 1
+        if room > 0 and self._behind:
+            last = self.outbox.last_seq
             rows = self.outbox.peek(after=self._cursor, limit=room)
             for row in rows:
                 self._send(row.seq, row.topic, row.payload, row.qos)
-            if rows:
-                self._cursor = rows[-1].seq
             if len(rows) == room:
-                self._behind = True  # there may be more than fitted
+                self._cursor = rows[-1].seq  # there may be more than fitted
+            else:
+                # All there was: rows up to `last` that were not read were dropped (outbox full).
+                self._behind = False
+                self._cursor = max(last, rows[-1].seq if rows else 0, self._cursor)
+
+    def _send_retries(self) -> None:
+        now = time.monotonic()
+        due = [r for r in self._retry if r[0] <= now]
+        self._retry = [r for r in self._retry if r[0] > now]
+        for _due, seq in due:
+            rows = self.outbox.peek(after=seq - 1, limit=1)
+            if rows and rows[0].seq == seq and seq not in self._inflight:
+                self._send(seq, rows[0].topic, rows[0].payload, rows[0].qos)
 
     @property
     def inflight(self) -> int:
@@ -300,7 +350,6 @@ class Agent:
         self._model_sig: tuple | None = None
         self._attempted_sig: tuple | None = None
         self._config_mtime = self._mtime(config_path)
-        self._print_lock = threading.Lock()
         self._settings_lock = threading.Lock()
         # For benchmarks: when the first image was taken and when the outbox was drained at the end.
         self.first_image_at: float | None = None
@@ -482,6 +531,8 @@ class Agent:
             log.error("outbox %s was corrupt (%s); kept as %s, starting a new one", s.outbox_path,
                       self.outbox.corrupt_error, self.outbox.moved_aside)
             self._note_error(f"outbox was corrupt; kept as {self.outbox.moved_aside}")
+        self._dropped_seen = self.outbox.dropped
+        self.outbox.on_commit = self._on_commit
         if self.outbox.depth:
             log.info("outbox holds %d unsent predictions (seq %s..%d); sending them first",
                      self.outbox.depth, self.outbox.first_seq(), self.outbox.last_seq)
@@ -635,34 +686,35 @@ class Agent:
         return not self.stop_event.is_set()
 
     def _handle(self, image, model, result, s: Settings) -> bool:
-        """Store, hand over, count and print one prediction."""
-        built: list[bytes] = []
+        """Store (for sending), count one prediction."""
 
         def make(seq: int, result=result, model=model, name=image.name, s=s) -> bytes:
-            built.append(prediction_msg.encode(prediction_msg.build_prediction(
+            return prediction_msg.encode(prediction_msg.build_prediction(
                 result, device=s.device, model_name=model.name, model_version=model.version,
-                seq=seq, top_k=s.top_k, threshold=s.threshold, source=name)))
-            return built[0]
+                seq=seq, top_k=s.top_k, threshold=s.threshold, source=name))
 
-        dropped_before = self.outbox.dropped
         marker = getattr(image, "marker", None)
-        seq = self.outbox.append(s.topic, make, state=(self._source_key, marker) if marker else None)
-        self.sender.offer(seq, s.topic, built[0])
+        self.sender.submit(s.topic, make, state=(self._source_key, marker) if marker else None)
         self.metrics.record(result.preprocess_ms, result.inference_ms)
-        if self.outbox.dropped != dropped_before:
-            if dropped_before == 0 or self.outbox.dropped // 1000 != dropped_before // 1000:
-                log.warning("outbox full (%d): dropped the oldest predictions, %d so far",
-                            self.outbox.max_messages, self.outbox.dropped)
-            self._status_dirty.set()
-        if s.log_predictions:
-            # The runbook's component printed each prediction's JSON; operators tail for it.
-            with self._print_lock:
-                try:
-                    sys.stdout.write(built[0].decode("utf-8") + "\n")
-                    sys.stdout.flush()
-                except (OSError, ValueError):
-                    pass  # stdout gone (closed pipe): the prediction is in the outbox all the same
         return True
+
+    def _on_commit(self, rows) -> None:
+        """After each outbox commit (on the committing thread, usually the sender): report drops
+        and print the predictions, now that they are on disk."""
+        dropped, before = self.outbox.dropped, self._dropped_seen
+        if dropped != before:
+            self._dropped_seen = dropped
+            if before == 0 or dropped // 1000 != before // 1000:
+                log.warning("outbox full (%d): dropped the oldest predictions, %d so far",
+                            self.outbox.max_messages, dropped)
+            self._status_dirty.set()
+        if rows and self.settings.log_predictions:
+            # The runbook's component printed each prediction's JSON; operators tail for it.
+            try:
+                sys.stdout.write("".join(row.payload.decode("utf-8") + "\n" for row in rows))
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                pass  # stdout gone (closed pipe): the predictions are in the outbox all the same
 
     def _drain_and_stop(self) -> int:
         s = self.settings

@@ -7,9 +7,9 @@ are compared with, so load from elsewhere on the machine falls on both:
 - end to end: `edge-client run` in this process (files read from disk, classify, outbox, QoS 1
   publish, PUBACK, outbox delete) against `classify_many()` alone on the same images held in
   memory (the inference module's fastest path: decode overlapped with inference);
-- publishing: the agent's path without the model (outbox append, sender, paho transport, PUBACK,
-  outbox delete) against a bare paho loop publishing the same payload at QoS 1 and waiting for
-  every PUBACK;
+- publishing: the agent's path without the model (Sender.submit: outbox stage, group commit to
+  disk, then paho transport, PUBACK, outbox delete) against a bare paho loop publishing the same
+  payload at QoS 1 and waiting for every PUBACK;
 - memory: the agent as a child process, its peak RSS (VmHWM) after 1,000 and after 10,000 images.
 """
 
@@ -133,7 +133,8 @@ class _BarePaho:
 
 
 class _AgentPath:
-    """The agent's path without the model: outbox append, hand-over, PahoTransport, PUBACK, delete."""
+    """The agent's path without the model: submit (stage; the sender commits, then hands over),
+    PahoTransport, PUBACK, delete."""
 
     def __init__(self, work: Path, broker, inflight: int):
         from actions.mqtt import MqttSettings, open_transport
@@ -154,8 +155,7 @@ class _AgentPath:
         target = self._acknowledged() + n
         start = time.perf_counter()
         for _ in range(n):  # what the agent's classify loop does with each prediction
-            seq = self.outbox.append("bench/agent", lambda seq: payload)
-            self.sender.offer(seq, "bench/agent", payload)
+            self.sender.submit("bench/agent", lambda seq: payload)
         deadline = time.monotonic() + 120
         while self._acknowledged() < target:
             if time.monotonic() > deadline:
