@@ -601,82 +601,95 @@ class Agent:
             self.sender.wake()
         self._status_dirty.set()
 
-    def _prepare(self, image, model) -> tuple:
-        """Decode and preprocess one image for `model`: (image, model, tensor, ms, error)."""
+    def _prepare(self, image, model, classify: bool = False) -> tuple:
+        """Decode and preprocess one image for `model`, and with `classify` run it through the model too.
+
+        Returns (image, model, tensor, preprocess ms, Classification or None, ImageError or None).
+        """
         if self.first_image_at is None:
             self.first_image_at = time.perf_counter()
         t0 = time.perf_counter()
         try:
-            return image, model, model.preprocess(image.data), (time.perf_counter() - t0) * 1e3, None
+            tensor = model.preprocess(image.data)
         except ImageError as exc:
-            return image, model, None, 0.0, exc
+            return image, model, None, 0.0, None, exc
+        pre_ms = (time.perf_counter() - t0) * 1e3
+        if not classify:
+            return image, model, tensor, pre_ms, None, None
+        return image, model, None, pre_ms, self._infer(model, tensor, pre_ms), None
+
+    def _infer(self, model, tensor, pre_ms: float):
+        from actions.inference import Classification, top_classes
+
+        s = self.settings
+        t1 = time.perf_counter()
+        probs = model.infer(tensor)
+        labels = top_classes(probs, model.labels, s.top_k, s.threshold)
+        return Classification(labels, pre_ms, (time.perf_counter() - t1) * 1e3)
 
     def _prepared(self, images):
-        """Images made ready for the model, in source order.
+        """Images made ready, in source order: preprocessed, or already classified.
 
-        With an interval, each image is taken when it is due. Without one, the next image is read
-        ahead and decoded on a worker thread while the current one runs through the model
-        (decoding releases the GIL). The source says when it is about to wait for new images
-        (None), and the image read ahead is passed on then rather than held back.
+        With an interval, each image is taken when it is due and handled on its own. Without one,
+        work overlaps as `ImageClassifier.classify_many` does it: with a single-threaded model
+        (threads 1) each image is decoded and classified on its own core, as many at once as there
+        are cores; otherwise the next image is decoded on a worker thread while the current one
+        runs through the model (decoding releases the GIL). The source says when it is about to
+        wait for new images (None), and every image taken is passed on then rather than held back.
         """
         from concurrent.futures import ThreadPoolExecutor
 
         next_due = time.monotonic()
-        pool = ThreadPoolExecutor(1, thread_name_prefix="preprocess")
-        pending = None
+        pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="classify")
+        pending: collections.deque = collections.deque()
         try:
             for image in images:
                 if image is None:  # the source is about to wait: finish what we hold
-                    if pending is not None:
-                        yield pending.result()
-                        pending = None
+                    while pending:
+                        yield pending.popleft().result()
                     continue
                 s = self.settings
                 if s.period:
-                    if pending is not None:
-                        yield pending.result()
-                        pending = None
+                    while pending:
+                        yield pending.popleft().result()
                     now = time.monotonic()
                     if now < next_due and self.stop_event.wait(next_due - now):
                         return
                     next_due = max(next_due + s.period, time.monotonic())
                     yield self._prepare(image, self.model)
                 else:
-                    fut = pool.submit(self._prepare, image, self.model)
-                    if pending is not None:
-                        yield pending.result()
-                    pending = fut
+                    model = self.model
+                    workers = model.workers
+                    pending.append(pool.submit(self._prepare, image, model, workers > 1))
+                    if len(pending) >= 2 * workers:
+                        yield pending.popleft().result()
                 if self.stop_event.is_set():
                     return
-            if pending is not None:
-                yield pending.result()
+            while pending:
+                yield pending.popleft().result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _classify_loop(self, images) -> bool:
         """Classify until the source ends (True) or the agent is stopped (False)."""
-        from actions.inference import Classification, top_classes
-
         count = 0
         prepared = self._prepared(images)
         try:
-            for image, model, tensor, pre_ms, error in prepared:
+            for image, model, tensor, pre_ms, result, error in prepared:
                 if self.stop_event.is_set():
                     return False
                 if error is not None:
                     self._image_error(image.name, str(error))
                     continue
                 s = self.settings
-                if model is not self.model:
-                    # Swapped since this image was decoded: the new model may want other preprocessing.
-                    image, model, tensor, pre_ms, error = self._prepare(image, self.model)
-                    if error is not None:
-                        self._image_error(image.name, str(error))
-                        continue
-                t1 = time.perf_counter()
-                probs = model.infer(tensor)
-                labels = top_classes(probs, model.labels, s.top_k, s.threshold)
-                result = Classification(labels, pre_ms, (time.perf_counter() - t1) * 1e3)
+                if result is None:
+                    if model is not self.model:
+                        # Swapped since this image was decoded: the new model may want other preprocessing.
+                        image, model, tensor, pre_ms, result, error = self._prepare(image, self.model)
+                        if error is not None:
+                            self._image_error(image.name, str(error))
+                            continue
+                    result = self._infer(model, tensor, pre_ms)
                 if self._handle(image, model, result, s):
                     count += 1
                 if s.max_images and count >= s.max_images:

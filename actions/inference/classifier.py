@@ -84,6 +84,11 @@ class ImageClassifier:
         self._preprocess = Preprocessor(manifest.preprocessing)
         self._probabilities = output_kind == "probabilities"
 
+    @property
+    def workers(self) -> int:
+        """Images worth classifying at once: one per core on a single-threaded session, else one."""
+        return (os.cpu_count() or 1) if self.threads == 1 else 1
+
     def preprocess(self, image: Any) -> np.ndarray:
         """Image bytes (or an RGB array) -> the input tensor. Raises ImageError."""
         return self._preprocess(image)
@@ -134,7 +139,7 @@ class ImageClassifier:
             never stops the stream.
         """
         if workers is None:
-            workers = (os.cpu_count() or 1) if self.threads == 1 else 1
+            workers = self.workers
 
         def one(image: Any) -> Classification | ImageError:
             try:

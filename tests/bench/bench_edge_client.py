@@ -6,7 +6,8 @@ are compared with, so load from elsewhere on the machine falls on both:
 
 - end to end: `edge-client run` in this process (files read from disk, classify, outbox, QoS 1
   publish, PUBACK, outbox delete) against `classify_many()` alone on the same images held in
-  memory (the inference module's fastest path: decode overlapped with inference);
+  memory (the inference module's fastest path: one ORT thread per image, one image per core),
+  the agent set up the same way (`threads: 1`);
 - publishing: the agent's path without the model (Sender.submit: outbox stage, group commit to
   disk, then paho transport, PUBACK, outbox delete) against a bare paho loop publishing the same
   payload at QoS 1 and waiting for every PUBACK;
@@ -26,15 +27,17 @@ import time
 import uuid
 from pathlib import Path
 
-E2E_IMAGES = 200
-E2E_ROUNDS = 6
+# Images per agent run: enough that the run's fixed costs (the pool filling at the start, the wait
+# for the last PUBACK at the end) weigh little next to the steady rate, which is what is measured.
+E2E_IMAGES = 1000
+E2E_ROUNDS = 3
 MEMORY_IMAGES = (1_000, 10_000)
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _classify_rate(model, blobs, n: int) -> float:
-    """Images/s of `classify_many` on images already in memory: decode of the next image overlaps
-    inference of the current one, the fastest in-process path the inference module offers."""
+    """Images/s of `classify_many` on images already in memory: with a single-threaded model each
+    image is decoded and classified on its own core, the fastest path the inference module offers."""
     start = time.perf_counter()
     for _ in model.classify_many((blobs[i % len(blobs)] for i in range(n)), top_k=5, threshold=0.3):
         pass
@@ -79,7 +82,7 @@ def _end_to_end(report, work: Path, broker, model_dir: Path, images: Path) -> No
         logging.getLogger("edge-client").setLevel("INFO")
     baseline = E2E_ROUNDS * E2E_IMAGES / spent_alone
     e2e = E2E_ROUNDS * E2E_IMAGES / spent_agent
-    report("classify alone (in memory, decode overlapped, 1 ORT thread)", baseline, "images/s")
+    report("classify alone (in memory, 1 image per core)", baseline, "images/s")
     ratio = e2e / baseline
     report("end to end: files -> acknowledged publish", e2e, "images/s", ratio, ">= 0.8x", ratio >= 0.8)
 

@@ -70,9 +70,15 @@ def assert_nothing_lost(consumer: Consumer, last_seq: int) -> None:
         assert all(c == copies[0] for c in copies), f"duplicate of seq {seq} differs"
 
 
-def test_publishes_every_prediction_in_order(tmp_path, agents, fresh_broker, model_dir, images):
-    cfg, s = config(tmp_path, fresh_broker, model_dir, images, loop=True, max_images=30,
-                    exit_when_done=True, log_predictions=True)
+@pytest.mark.parametrize("threads", [0, 1], ids=["every-core-on-one-image", "one-image-per-core"])
+def test_publishes_every_prediction_in_order(tmp_path, agents, fresh_broker, model_dir, sample_images, threads):
+    many = tmp_path / "many"  # 30 files, each its own name, taken in the order of their names
+    many.mkdir()
+    for i in range(30):
+        name = sorted(sample_images)[i % 3]
+        shutil.copy(sample_images[name], many / f"{i:02d}-{name}.jpg")
+    cfg, s = config(tmp_path, fresh_broker, model_dir, str(many / "*.jpg"), max_images=30,
+                    exit_when_done=True, log_predictions=True, threads=threads)
     consumer = Consumer(fresh_broker, s["topic"])
     try:
         agent = agents(cfg, tmp_path / "agent.log")
@@ -84,9 +90,13 @@ def test_publishes_every_prediction_in_order(tmp_path, agents, fresh_broker, mod
     assert_nothing_lost(consumer, 30)
     assert max(consumer.seqs()) == 30
     preds = consumer.predictions()
-    by_source = {p.source: p for p in preds.values()}
-    assert "cat" in by_source["chelsea.jpg"].top[0]
-    assert by_source["coffee.jpg"].top[0] == "espresso"
+    # Source order, even with several images in flight at once; each result stays with its image.
+    assert [preds[seq].source for seq in range(1, 31)] == sorted(p.name for p in many.iterdir())
+    for p in preds.values():
+        if p.source.endswith("chelsea.jpg"):
+            assert "cat" in p.top[0]
+        elif p.source.endswith("coffee.jpg"):
+            assert p.top[0] == "espresso"
     assert all(p.device == s["device"] and p.model_name for p in preds.values())
     status = consumer.last_status()
     assert status.images == 30 and status.outbox_depth == 0 and status.dropped == 0 and status.seq == 30
