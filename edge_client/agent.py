@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -150,12 +151,25 @@ class Sender(threading.Thread):
     STAGE_BATCH = 64  # the producer commits itself once this many messages are staged
     COMMIT_DELAY = 0.001  # seconds this thread gives the producer to fill a batch before it commits
     REFILL = 128  # rows handed over at least at once when refilling the window
+    STORE_RETRY_MAX = 5.0  # at most this many seconds between attempts to write a failing outbox
 
-    def __init__(self, outbox: Outbox, transport, window: int = 1000):
+    def __init__(self, outbox: Outbox, transport, window: int = 1000, *,
+                 halt: threading.Event | None = None, on_error=None):
+        """`halt`: set when the producer is to stop waiting (the agent is stopping); `on_error`:
+        called with a one-line text when the outbox cannot be written, and with None when it can again."""
         super().__init__(name="sender", daemon=True)
         self.outbox = outbox
         self.transport = transport
         self.window = max(1, window)
+        self._halt = halt or threading.Event()
+        self._on_error = on_error or (lambda text: None)
+        # The outbox cannot be written (disk full, I/O error): staged messages stay in memory, the
+        # producer waits (no more than STAGE_BATCH are staged), commits are retried with backoff.
+        self._writable = threading.Event()
+        self._writable.set()
+        self._retry_store_at = 0.0
+        self._store_backoff = 0.5
+        self.store_error: str | None = None
         self._wake = threading.Event()
         self._hand = threading.Lock()  # held by whoever commits and hands rows over
         self._cursor = 0
@@ -163,6 +177,7 @@ class Sender(threading.Thread):
         self._behind = True  # committed rows after _ready are on disk only (a previous run's, ...)
         self._dropped_seen = outbox.dropped
         self._acked: collections.deque[int] = collections.deque()  # filled on the network thread
+        self._flushed = time.monotonic()  # when acknowledged rows were last deleted
         self._failed: queue.SimpleQueue = queue.SimpleQueue()
         self._inflight: set[int] = set()  # seqs with the transport
         self._retry: list[tuple[float, int]] = []  # (due, seq)
@@ -188,6 +203,10 @@ class Sender(threading.Thread):
         if self.outbox.staged >= self.STAGE_BATCH:
             with self._hand:
                 self._store()
+            # An outbox that cannot be written holds the producer (this thread retries it) rather
+            # than letting unstored predictions pile up in memory.
+            while not self._writable.wait(0.2) and not self._halt.is_set():
+                pass
         elif not self._wake.is_set():  # set already: this thread clears it before it commits
             self._wake.set()
         return seq
@@ -212,7 +231,14 @@ class Sender(threading.Thread):
         if self._acked:
             pop = self._acked.popleft  # thread-safe; acks appended meanwhile wait for the next flush
             acked = [pop() for _ in range(len(self._acked))]
-            self.outbox.ack(acked)
+            try:
+                self.outbox.ack(acked)
+            except sqlite3.Error as exc:
+                # The rows stay on disk and would only be sent again after a restart (same seq):
+                # keep the acknowledgements and delete them on a later flush.
+                self._acked.extendleft(reversed(acked))
+                self._storage_failed(exc)
+                return
             self.acked += len(acked)
             if self._attempts:
                 for seq in acked:
@@ -235,30 +261,55 @@ class Sender(threading.Thread):
             log.warning("message %d not acknowledged (%s); retrying", seq, self.last_error)
 
     def run(self) -> None:
-        flushed = time.monotonic()
         while True:
-            if not self._failed.empty():
-                self._note_failures()
-            if 0 < self.outbox.staged < self.STAGE_BATCH and not self._stopping.is_set():
-                time.sleep(self.COMMIT_DELAY)  # a partial batch: the producer may fill it (and commit it)
-            with self._hand:
-                self._store()
-                if self._retry and self.transport.connected and not self._closing:
-                    self._send_retries()
-            if self._acked and (len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set()
-                                or time.monotonic() - flushed >= self.ACK_BATCH_SECONDS):
-                self._flush_acks()
-                flushed = time.monotonic()
-            if self._stopping.is_set() and not self._inflight and (self.outbox.depth == 0 or self._closing):
-                self._flush_acks()
-                self._drained.set()
-                return
-            self._wake.wait(self.ACK_BATCH_SECONDS if self._inflight or self._acked else 0.5)
-            self._wake.clear()
+            try:
+                if self._step():
+                    return
+            except Exception as exc:  # the sender must outlive any one failure; it is reported
+                log.exception("sender: unexpected error, going on")
+                self.last_error = clean_text(exc)
+                self._on_error(f"sender: {self.last_error}")
+                time.sleep(1.0)
+
+    def _step(self) -> bool:
+        """One pass of the loop; True when drained and stopping."""
+        if not self._failed.empty():
+            self._note_failures()
+        if 0 < self.outbox.staged < self.STAGE_BATCH and not self._stopping.is_set():
+            time.sleep(self.COMMIT_DELAY)  # a partial batch: the producer may fill it (and commit it)
+        with self._hand:
+            self._store()
+            if self._retry and self.transport.connected and not self._closing:
+                self._send_retries()
+        if self._acked and (len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set()
+                            or time.monotonic() - self._flushed >= self.ACK_BATCH_SECONDS):
+            self._flush_acks()
+            self._flushed = time.monotonic()
+        if self._stopping.is_set() and not self._inflight and (self.outbox.depth == 0 or self._closing):
+            self._flush_acks()
+            self._drained.set()
+            return True
+        if not self._writable.is_set():
+            wait = max(0.05, self._retry_store_at - time.monotonic())
+        else:
+            wait = self.ACK_BATCH_SECONDS if self._inflight or self._acked else 0.5
+        self._wake.wait(wait)
+        self._wake.clear()
+        return False
 
     def _store(self) -> None:
         """Commit what is staged and hand over what the window has room for. Holds `_hand`."""
-        rows = self.outbox.commit()
+        if not self._writable.is_set() and time.monotonic() < self._retry_store_at:
+            rows = []  # the outbox failed: wait for the next attempt, but send what is on disk
+        else:
+            try:
+                rows = self.outbox.commit()
+            except sqlite3.Error as exc:
+                self._storage_failed(exc)
+                rows = []
+            else:
+                if not self._writable.is_set() and not self.outbox.staged:
+                    self._storage_recovered()
         if self.outbox.dropped != self._dropped_seen:
             # A full outbox dropped its oldest rows, maybe some of these: what is left is on disk.
             self._dropped_seen = self.outbox.dropped
@@ -276,6 +327,25 @@ class Sender(threading.Thread):
             self._behind = True  # committed elsewhere (append(), or dropped): read it back
         if self.transport.connected and not self._closing:
             self._hand_over()
+
+    def _storage_failed(self, exc: Exception) -> None:
+        first = self._writable.is_set()
+        self._writable.clear()
+        self.store_error = f"cannot write the outbox {self.outbox.path}: {clean_text(exc)}"
+        self._retry_store_at = time.monotonic() + self._store_backoff
+        self._store_backoff = min(2 * self._store_backoff, self.STORE_RETRY_MAX)
+        if first:
+            log.error("%s; classifying paused until it can (free space on that file system); retried "
+                      "every %g s at most, predictions waiting in memory: %d", self.store_error,
+                      self.STORE_RETRY_MAX, self.outbox.staged)
+            self._on_error(self.store_error)
+
+    def _storage_recovered(self) -> None:
+        log.info("the outbox %s can be written again; classifying goes on", self.outbox.path)
+        self.store_error = None
+        self._store_backoff = 0.5
+        self._writable.set()
+        self._on_error(None)
 
     def _hand_over(self) -> None:
         """Fill the window: from `_ready` first, then from disk. Holds `_hand`."""
@@ -365,6 +435,12 @@ class Agent:
         except OSError:
             return None
 
+    def _on_storage_error(self, text: str | None) -> None:
+        if text:
+            self._note_error(text)
+        else:
+            self._status_dirty.set()
+
     def _note_error(self, text: str) -> None:
         self.metrics.error(text)
         self._status_dirty.set()
@@ -398,7 +474,8 @@ class Agent:
             agent_version=AGENT_VERSION)
 
     def _state(self) -> str:
-        if self.state in ("running",) and (self.model_error or (self.transport and not self.transport.connected)):
+        if self.state in ("running",) and (self.model_error or (self.transport and not self.transport.connected)
+                                           or (self.sender and self.sender.store_error)):
             return "degraded"
         return self.state
 
@@ -567,7 +644,8 @@ class Agent:
             return self._fatal(str(exc))
         # The transport keeps max_inflight on the wire and queues the rest of the window itself, so
         # PUBACKs refill the wire without waiting for our thread.
-        self.sender = Sender(self.outbox, self.transport, window=s.max_inflight * WINDOW_FACTOR)
+        self.sender = Sender(self.outbox, self.transport, window=s.max_inflight * WINDOW_FACTOR,
+                             halt=self.stop_event, on_error=self._on_storage_error)
         self.sender.start()
         self.state = "running"
         keeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
@@ -739,7 +817,7 @@ class Agent:
             if drained:
                 self.drained_at = time.perf_counter()
             self.sender.stop()
-            left = self.outbox.depth
+            left = self.outbox.depth - self.outbox.staged  # staged ones are not on disk: see close
             if drained or not left:
                 log.info("all predictions sent (last seq %d)", self.outbox.last_seq)
             else:
@@ -765,7 +843,13 @@ class Agent:
             except Exception:
                 pass
         if self.outbox is not None:
-            self.outbox.close()
+            staged = self.outbox.staged
+            try:
+                self.outbox.close()
+            except sqlite3.Error as exc:
+                log.error("%d predictions could not be written to the outbox %s and are lost (%s); a "
+                          "watched directory's images are classified again at the next start", staged,
+                          self.outbox.path, clean_text(exc))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

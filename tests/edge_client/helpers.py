@@ -110,12 +110,12 @@ def agent_env(**extra) -> dict:
 class AgentProcess:
     """`edge-client run --config FILE` in a child process, its stdout kept in a file."""
 
-    def __init__(self, config: Path, log_path: Path, env: dict | None = None):
+    def __init__(self, config: Path, log_path: Path, env: dict | None = None, preexec_fn=None):
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "edge_client.cli", "run", "--config", str(config)],
                                      stdout=self._log, stderr=subprocess.STDOUT, cwd=str(ROOT),
-                                     env=env or agent_env())
+                                     env=env or agent_env(), preexec_fn=preexec_fn)
 
     def wait(self, timeout: float = 60.0) -> int:
         try:

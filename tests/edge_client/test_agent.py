@@ -107,6 +107,37 @@ def test_publishes_every_prediction_in_order(tmp_path, agents, fresh_broker, mod
     assert "Traceback" not in out
 
 
+def test_outbox_that_cannot_be_written_pauses_and_loses_nothing(tmp_path, agents, fresh_broker, model_dir, images):
+    """A real write failure: the agent runs with a 256 KiB file-size limit (RLIMIT_FSIZE), so
+    SQLite's WAL soon cannot grow. The agent must pause, say so in its status, and when the limit is
+    lifted (as when disk space is freed) go on: every seq arrives, in order, none lost."""
+    import resource
+
+    limit = 256 * 1024
+    cfg, s = config(tmp_path, fresh_broker, model_dir, images, loop=True, max_images=600, exit_when_done=True)
+    consumer = Consumer(fresh_broker, s["topic"])
+    try:
+        agent = agents(cfg, tmp_path / "agent.log", preexec_fn=lambda: resource.setrlimit(
+            resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY)))
+        assert consumer.wait_for(lambda c: c.last_status() and c.last_status().state == "degraded"
+                                 and "cannot write the outbox" in (c.last_status().last_error or ""), 60), \
+            agent.output()
+        assert agent.proc.poll() is None, agent.output()
+        paused_at = max(consumer.seqs(), default=0)
+        time.sleep(1.0)  # paused: nothing new is classified, so nothing new can arrive
+        assert max(consumer.seqs(), default=0) == paused_at
+        resource.prlimit(agent.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        assert agent.wait(120) == 0, agent.output()
+        assert consumer.wait_seqs(range(1, 601), 15)
+    finally:
+        consumer.close()
+    assert_nothing_lost(consumer, 600)
+    out = agent.output()
+    assert "classifying paused" in out and "can be written again" in out
+    assert "Traceback" not in out
+    assert outbox_rows(Path(s["outbox_path"])) == []
+
+
 def test_broker_restart_mid_stream(tmp_path, agents, fresh_broker, model_dir, images):
     cfg, s = config(tmp_path, fresh_broker, model_dir, images, loop=True, interval=0.01,
                     max_images=400, exit_when_done=True)
