@@ -207,7 +207,9 @@ class Sender(threading.Thread):
             # than letting unstored predictions pile up in memory.
             while not self._writable.wait(0.2) and not self._halt.is_set():
                 pass
-        elif not self._wake.is_set():  # set already: this thread clears it before it commits
+        elif self.outbox.staged == 1:
+            # The first of a batch wakes this thread (which clears the flag before it commits), once
+            # per batch rather than once per message.
             self._wake.set()
         return seq
 
@@ -273,6 +275,7 @@ class Sender(threading.Thread):
 
     def _step(self) -> bool:
         """One pass of the loop; True when drained and stopping."""
+        self._wake.clear()  # before looking for work: a wake-up from now on is not lost
         if not self._failed.empty():
             self._note_failures()
         if 0 < self.outbox.staged < self.STAGE_BATCH and not self._stopping.is_set():
@@ -294,7 +297,6 @@ class Sender(threading.Thread):
         else:
             wait = self.ACK_BATCH_SECONDS if self._inflight or self._acked else 0.5
         self._wake.wait(wait)
-        self._wake.clear()
         return False
 
     def _store(self) -> None:
