@@ -144,6 +144,10 @@ class Sender(threading.Thread):
     room (`_behind`), as are a previous run's rows and everything stored during an outage. Rows are
     handed over only while the transport is connected, so a long outage fills the outbox on disk,
     not memory. Acknowledged rows are deleted in batches.
+
+    When the outbox cannot be written (disk full, I/O error), what is staged stays in memory, the
+    producer waits in `submit()` (so at most `STAGE_BATCH` wait), and this thread retries the commit
+    with a backoff up to `STORE_RETRY_MAX`; `on_error` reports the failure and the recovery.
     """
 
     ACK_BATCH_SECONDS = 0.02  # acknowledged rows are deleted at least this often...
@@ -241,6 +245,8 @@ class Sender(threading.Thread):
                 self._acked.extendleft(reversed(acked))
                 self._storage_failed(exc)
                 return
+            if not self._writable.is_set():
+                self._storage_recovered()
             self.acked += len(acked)
             if self._attempts:
                 for seq in acked:
@@ -304,13 +310,14 @@ class Sender(threading.Thread):
         if not self._writable.is_set() and time.monotonic() < self._retry_store_at:
             rows = []  # the outbox failed: wait for the next attempt, but send what is on disk
         else:
+            wrote = self.outbox.staged
             try:
                 rows = self.outbox.commit()
             except sqlite3.Error as exc:
                 self._storage_failed(exc)
                 rows = []
             else:
-                if not self._writable.is_set() and not self.outbox.staged:
+                if wrote and not self._writable.is_set():
                     self._storage_recovered()
         if self.outbox.dropped != self._dropped_seen:
             # A full outbox dropped its oldest rows, maybe some of these: what is left is on disk.
