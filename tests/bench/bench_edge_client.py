@@ -11,6 +11,8 @@ are compared with, so load from elsewhere on the machine falls on both:
 - publishing: the agent's path without the model (Sender.submit: outbox stage, group commit to
   disk, then paho transport, PUBACK, outbox delete) against a bare paho loop publishing the same
   payload at QoS 1 and waiting for every PUBACK;
+  Also the CPU each thread spends per message in both (the main thread publishes or submits, the
+  network thread is paho's, the sender is the agent's): where the overhead goes;
 - memory: the agent as a child process, its peak RSS (VmHWM) after 1,000 and after 10,000 images.
 """
 
@@ -173,17 +175,46 @@ class _AgentPath:
         self.outbox.close()
 
 
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) each live thread of this process has used, by thread name."""
+    import os
+    import threading
+
+    tick, out = os.sysconf("SC_CLK_TCK"), {}
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[thread.name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _cpu_by_role(before: dict[str, float], after: dict[str, float], cpu: dict[str, float]) -> None:
+    for name, seconds in after.items():
+        role = "network" if name.startswith("paho-mqtt-client") else "main" if name == "MainThread" else name
+        cpu[role] = cpu.get(role, 0.0) + seconds - before.get(name, 0.0)
+
+
 def _publishing(report, work: Path, broker) -> None:
     payload = _payload()
     inflight, per_round, rounds = 100, 2000, 8
     bare, agent = _BarePaho(broker, inflight), _AgentPath(work, broker, inflight)
+    cpu_bare: dict[str, float] = {}
+    cpu_agent: dict[str, float] = {}
     try:
         bare.round(payload, 500)
         agent.round(payload, 500)  # warm-up
         spent_bare = spent_agent = 0.0
         for _ in range(rounds):  # interleaved, so load from elsewhere falls on both
+            before = _thread_cpu()
             spent_bare += bare.round(payload, per_round)
+            middle = _thread_cpu()
             spent_agent += agent.round(payload, per_round)
+            after = _thread_cpu()
+            _cpu_by_role(before, {k: v for k, v in middle.items() if k == "MainThread" or "-bare-" in k}, cpu_bare)
+            _cpu_by_role(middle, {k: v for k, v in after.items()
+                                  if k in ("MainThread", "sender") or "-edge-client-" in k}, cpu_agent)
         left = agent.outbox.depth
     finally:
         bare.close()
@@ -193,6 +224,12 @@ def _publishing(report, work: Path, broker) -> None:
     report(f"bare paho QoS 1 publish loop ({len(payload)} B)", rate_bare, "msg/s")
     report("agent publish path (outbox -> PUBACK -> delete)", rate_agent, "msg/s", ratio, ">= 0.9x", ratio >= 0.9)
     report("  overhead per message", (1 / rate_agent - 1 / rate_bare) * 1e6, "us")
+    # Where the time goes: CPU per message of each thread (counted in 10 ms clock ticks: to about 1 us).
+    n = rounds * per_round
+    for label, cpu in (("bare", cpu_bare), ("agent", cpu_agent)):
+        for role in ("main", "sender", "network"):
+            if role in cpu:
+                report(f"  CPU per message, {label}, {role} thread", cpu[role] / n * 1e6, "us")
     report("  rows not yet deleted at the end (batched deletes)", left, "rows")
 
 
