@@ -47,6 +47,7 @@ LIVE_SETTINGS = {"model_dir", "model_variant", "top_k", "threshold", "interval",
                  "max_images", "exit_when_done", "drain_timeout"}
 WINDOW_FACTOR = 10  # messages handed to the transport at once, per message it keeps in flight
 MIN_STATUS_GAP = 1.0  # seconds: statuses "on change" are coalesced to at most one per second
+FIRST_FIGURES_AFTER = 2.0  # seconds after the first image: the first status with a rate and latencies
 
 
 def clean_text(text: Any, limit: int = 300) -> str:
@@ -501,8 +502,13 @@ class Agent:
     def _housekeeping(self) -> None:
         next_status = time.monotonic()
         next_watch = time.monotonic() + self.settings.watch_interval
+        first_figures = False  # the status at start has no images yet; the fleet view waits for these
         while not self.stop_event.is_set():
             now = time.monotonic()
+            if (not first_figures and self.first_image_at is not None
+                    and time.perf_counter() - self.first_image_at >= FIRST_FIGURES_AFTER):
+                first_figures = True
+                self._status_dirty.set()
             if now >= next_watch:
                 next_watch = now + self.settings.watch_interval
                 try:

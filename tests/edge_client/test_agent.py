@@ -404,6 +404,9 @@ def test_status_on_change_and_on_interval(tmp_path, agents, fresh_broker, model_
     agent = agents(cfg, tmp_path / "agent.log")
     try:
         assert consumer.wait_for(lambda c: c.last_status() and c.last_status().model_version == "1.0.0", 30)
+        # The first figures (a rate, latencies) come soon after the first images, not an interval later.
+        assert consumer.wait_for(lambda c: c.last_status().images_per_s and c.last_status().inference_ms[1], 15), \
+            agent.output()
         tmp = models / "current.tmp"
         tmp.symlink_to(models / "v2")
         tmp.replace(current)
