@@ -32,6 +32,9 @@ async def test_compile_then_package_from_the_jobs_screen(sandbox, console_stack,
         key = f"compile:tui-ok-{UID}"
         await wait_for(pilot, lambda: key in screen.jobs, timeout=10)
         await wait_for(pilot, lambda: screen.jobs[key].status == "COMPLETED", timeout=180)
+        # The job list, refreshed from SageMaker, can show COMPLETED a moment before compile's final
+        # event brings the artifact (packaging copes with either: see JobsScreen.run_package).
+        await wait_for(pilot, lambda: screen.jobs[key].artifact, timeout=10)
         assert screen.jobs[key].artifact.startswith(f"s3://{cfg.bucket}/compiled/tui-ok-{UID}/")
         lst = screen.query_one("#jobs-list", VirtualList)
         lst.cursor = list(lst.keys).index(key)
