@@ -72,6 +72,27 @@ def test_full_outbox_drops_oldest_and_counts_them(tmp_path):
         assert box.dropped == 15 and box.depth == 10 and box.last_seq == 25
 
 
+def _sigkill_after(code: str, confirmed_at_least: int, tmp_path) -> int:
+    """Run `code` in a child that prints a confirmed seq per line, forever; SIGKILL it once it has
+    confirmed `confirmed_at_least`, and return the last seq it confirmed."""
+    err_path = tmp_path / "child.err"
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, text=True,
+                                cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    confirmed = 0
+    try:
+        for line in proc.stdout:
+            confirmed = int(line)
+            if confirmed >= confirmed_at_least:
+                break
+    finally:  # the child writes forever: it must not outlive the test, whatever happened
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    assert confirmed >= confirmed_at_least, err_path.read_text(errors="replace")
+    return confirmed
+
+
 def test_rows_committed_before_sigkill_survive(tmp_path):
     """A child appends, prints each seq after append() returns, and is killed with SIGKILL."""
     path = tmp_path / "o.sqlite"
@@ -83,21 +104,7 @@ def test_rows_committed_before_sigkill_survive(tmp_path):
             seq = box.append("t", lambda s: b"x" * 200)
             print(seq, flush=True)
     """)
-    err_path = tmp_path / "child.err"
-    with open(err_path, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, text=True,
-                                cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
-    confirmed = 0
-    try:
-        for line in proc.stdout:
-            confirmed = int(line)
-            if confirmed >= 300:
-                break
-    finally:  # the child appends forever: it must not outlive the test, whatever happened
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
-    assert confirmed >= 300, err_path.read_text(errors="replace")
+    confirmed = _sigkill_after(code, 300, tmp_path)
     with Outbox(path) as box:
         seqs = [r.seq for r in box.peek(limit=100_000)]
     assert seqs[: confirmed] == list(range(1, confirmed + 1))  # nothing confirmed is missing
@@ -230,21 +237,7 @@ def test_sigkill_during_bursts_of_group_commits(tmp_path):
                 box.stage("t", lambda s: f"payload-{{s}}".encode())
             print(box.commit()[-1].seq, flush=True)
     """)
-    err_path = tmp_path / "child.err"
-    with open(err_path, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, text=True,
-                                cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
-    confirmed = 0
-    try:
-        for line in proc.stdout:
-            confirmed = int(line)
-            if confirmed >= 3000:
-                break
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        proc.stdout.close()
-    assert confirmed >= 3000, err_path.read_text(errors="replace")
+    confirmed = _sigkill_after(code, 3000, tmp_path)
     with Outbox(path) as box:
         rows = box.peek(limit=1_000_000)
         last = box.last_seq
