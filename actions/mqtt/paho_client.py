@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import os
 import ssl
@@ -30,6 +31,10 @@ class PahoTransport(Transport):
 
     paho keeps every unacknowledged QoS 1 message and re-sends it (DUP set) after a reconnect, in
     the order it was published, so a future here completes exactly when its PUBACK arrives.
+
+    At most `max_inflight` messages are with paho at once; the rest wait here, in order, and each
+    acknowledgement hands the next one to paho on the network thread. paho's own limit is off: it
+    would look through every message it holds on each PUBACK to find the next one to send.
     """
 
     kind = "mqtt"
@@ -54,8 +59,9 @@ class PahoTransport(Transport):
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    protocol=protocol, **kwargs)
         self._clean_start = clean_session
-        self._client.max_inflight_messages_set(max(1, settings.max_inflight))
+        self._client.max_inflight_messages_set(0)  # unlimited: `_feed` keeps the limit
         self._client.max_queued_messages_set(0)  # unbounded: the agent's outbox bounds what it hands us
+        self._max_inflight = max(1, settings.max_inflight)
         self._client.reconnect_delay_set(1, 30)
         if settings.username:
             self._client.username_pw_set(settings.username, settings.password)
@@ -76,6 +82,9 @@ class PahoTransport(Transport):
         self._lock = threading.Lock()
         self._pending: dict[int, DoneCallback] = {}  # mid -> called with None or the failure
         self._early: dict[int, object] = {}  # acks that arrived before publish() registered the mid
+        self._waiting: collections.deque = collections.deque()  # (topic, payload, qos, retain, on_done)
+        self._with_paho = 0  # messages handed to paho and not yet acknowledged (under _lock)
+        self._feeding = threading.Lock()  # held by the one thread handing messages to paho
         self._subs: dict[str, tuple[MessageCallback, int]] = {}
         self._started = False
         self._closed = False
@@ -108,11 +117,14 @@ class PahoTransport(Transport):
         if reason_code is not None and getattr(reason_code, "is_failure", False):
             failure = MqttError(f"{self.describe()} refused the message: {reason_code}")
         with self._lock:
+            self._with_paho -= 1
             done = self._pending.pop(mid, None)
             if done is None:
                 self._early[mid] = failure
-                return
-        notify(done, failure)
+        if done is not None:
+            notify(done, failure)
+        if self._waiting:
+            self._feed()
 
     def _on_message(self, client, userdata, message):
         with self._lock:
@@ -148,10 +160,43 @@ class PahoTransport(Transport):
         if self._closed:
             notify(on_done, closed_error(self.kind))
             return
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            # NO_CONN is fine: paho queued the message and sends it after the reconnect.
-            notify(on_done, MqttError(f"cannot publish to {topic}: {mqtt.error_string(info.rc)}"))
+        self._waiting.append((topic, payload, qos, retain, on_done))
+        self._feed()
+        if self._closed:  # closed meanwhile: close() may have looked at the queue before this one came
+            self._fail_waiting()
+
+    def _feed(self) -> None:
+        """Hand waiting messages to paho, in order, while fewer than max_inflight are with it.
+
+        One thread at a time (paho must get them in order). A thread that finds another one
+        feeding leaves the work to it: that one looks again after it lets go, so a message never
+        waits for an acknowledgement that will not come.
+        """
+        while self._waiting and self._with_paho < self._max_inflight and not self._closed:
+            if not self._feeding.acquire(blocking=False):
+                return
+            try:
+                while self._waiting and self._with_paho < self._max_inflight and not self._closed:
+                    self._hand_to_paho(*self._waiting.popleft())
+            finally:
+                self._feeding.release()
+
+    def _hand_to_paho(self, topic: str, payload: bytes, qos: int, retain: bool, on_done: DoneCallback) -> None:
+        with self._lock:
+            self._with_paho += 1
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            error = None
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN) or (
+                    qos == 0 and info.rc == mqtt.MQTT_ERR_NO_CONN):
+                # NO_CONN is fine at QoS 1: paho keeps the message and sends it after the reconnect.
+                error = mqtt.error_string(info.rc)
+        except (ValueError, TypeError) as exc:  # a bad topic or payload; maybe on the network thread
+            error = str(exc)
+        if error is not None:
+            with self._lock:
+                self._with_paho -= 1
+            notify(on_done, MqttError(f"cannot publish to {topic}: {error}"))
             return
         with self._lock:
             if info.mid not in self._early:
@@ -178,12 +223,24 @@ class PahoTransport(Transport):
             pending, self._pending = list(self._pending.values()), {}
         for done in pending:
             notify(done, closed_error(self.kind))
+        self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        with self._feeding:
+            failed = [item[-1] for item in self._waiting]
+            self._waiting.clear()
+        for done in failed:
+            notify(done, closed_error(self.kind))
 
     @property
-    def pending(self) -> int:
-        """Publishes handed to paho and not yet acknowledged."""
-        with self._lock:
-            return len(self._pending)
+    def in_flight(self) -> int:
+        """Messages handed to paho and not yet acknowledged (at most `max_inflight`)."""
+        return self._with_paho
+
+    @property
+    def waiting(self) -> int:
+        """Messages waiting here for room among the ones in flight."""
+        return len(self._waiting)
 
 
 def _complete(fut: concurrent.futures.Future, failure: BaseException | None) -> None:

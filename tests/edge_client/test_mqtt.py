@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import threading
 import time
 import uuid
 
@@ -76,14 +77,15 @@ def test_paho_tls_without_client_cert_does_not_connect(mqtt_broker):
 
 
 @needs_mosquitto
-def test_paho_publishes_survive_a_broker_restart(fresh_broker):
+@pytest.mark.parametrize("max_inflight", [100, 5])  # 5: most of them wait in the transport, not in paho
+def test_paho_publishes_survive_a_broker_restart(fresh_broker, max_inflight):
     """Publishes made while the broker is down complete after it returns, in order, none lost."""
     topic = f"t/{uuid.uuid4().hex}"
     sub = open_transport(_plain(fresh_broker, client_id="persistent-sub"), clean_session=False)
     sub.connect(timeout=5)
     got = _collector(sub, topic)
     time.sleep(0.3)
-    pub = open_transport(_plain(fresh_broker))
+    pub = open_transport(_plain(fresh_broker, max_inflight=max_inflight))
     pub.connect(timeout=5)
     try:
         first = [pub.publish(topic, f"{i}".encode()) for i in range(20)]
@@ -105,6 +107,64 @@ def test_paho_publishes_survive_a_broker_restart(fresh_broker):
     assert sorted(set(seqs)) == list(range(40))
     first_seen = list(dict.fromkeys(seqs))
     assert first_seen == sorted(first_seen)
+
+
+def test_publishes_beyond_max_inflight_wait_their_turn(mqtt_broker):
+    """Four threads publish 400 messages each with room for 8 in flight: never more than 8 are with
+    paho, every message is acknowledged, and each thread's messages arrive in its order."""
+    topic = f"t/{uuid.uuid4().hex}"
+    threads, per_thread, limit = 4, 400, 8
+    with open_transport(_plain(mqtt_broker)) as sub, \
+            open_transport(_plain(mqtt_broker, max_inflight=limit)) as pub:
+        sub.connect(timeout=5)
+        got = _collector(sub, topic + "/#")
+        time.sleep(0.3)
+        pub.connect(timeout=5)
+        futures: list = []
+        seen = {"most": 0, "waited": 0}
+        publishing = threading.Event()
+
+        def watch():
+            while publishing.is_set():
+                seen["most"] = max(seen["most"], pub.in_flight)
+                seen["waited"] = max(seen["waited"], pub.waiting)
+
+        def publish(k: int):
+            futures.extend(pub.publish(f"{topic}/{k}", f"{i}".encode()) for i in range(per_thread))
+
+        publishing.set()
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        workers = [threading.Thread(target=publish, args=(k,)) for k in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        try:
+            for fut in futures:
+                assert fut.result(20) is None
+        finally:
+            publishing.clear()
+            watcher.join()
+        msgs = _drain(got, threads * per_thread, timeout=20)
+    assert 0 < seen["most"] <= limit
+    assert seen["waited"] > 0, "the burst never outran the window: the limit was not exercised"
+    for k in range(threads):
+        assert [int(p) for t, p in msgs if t == f"{topic}/{k}"] == list(range(per_thread))
+    assert pub.in_flight == 0 and pub.waiting == 0
+
+
+def test_a_message_paho_refuses_fails_alone(mqtt_broker):
+    """A topic paho refuses (a wildcard) fails that message's future; the ones after it still go."""
+    topic = f"t/{uuid.uuid4().hex}"
+    with open_transport(_plain(mqtt_broker, max_inflight=1)) as t:
+        t.connect(timeout=5)
+        futures = [t.publish(topic, b"1"), t.publish(topic + "/#", b"bad"), t.publish(topic, b"2")]
+        assert futures[0].result(5) is None
+        with pytest.raises(MqttError, match="cannot publish to .*/#"):
+            futures[1].result(5)
+        assert futures[2].result(5) is None
+        assert t.in_flight == 0
 
 
 def test_close_fails_unacknowledged_publishes(tmp_path):
