@@ -122,7 +122,7 @@ class Outbox:
         # the disk.
         self._lock = threading.Lock()
         self._mem = threading.Lock()
-        self._staged: list[tuple] = []  # (seq, topic, payload, qos, created), in seq order
+        self._staged: list[Row] = []  # in seq order
         self._staged_state: dict[str, str] = {}
         cur = self._db.execute("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM outbox")
         self._stored, max_seq = cur.fetchone()  # rows on disk (under _lock)
@@ -183,7 +183,7 @@ class Outbox:
         """
         with self._mem:
             seq = self._next_seq
-            self._staged.append((seq, topic, make_payload(seq), qos, time.time()))
+            self._staged.append(Row(seq, topic, make_payload(seq), qos))
             if state is not None:
                 self._staged_state[state[0]] = state[1]
             self._next_seq = seq + 1
@@ -204,6 +204,7 @@ class Outbox:
             if not staged:
                 return []
             db = self._db
+            created = time.time()  # when the batch reached the disk: within a batch's delay of its making
             excess = self._stored + len(staged) - self.max_messages
             dropped = 0
             try:
@@ -213,7 +214,11 @@ class Outbox:
                     # rather than per row.
                     for i in range(0, len(staged), INSERT_CHUNK):
                         chunk = staged[i:i + INSERT_CHUNK]
-                        db.execute(_insert_rows(len(chunk)), [v for row in chunk for v in row])
+                        params: list = []
+                        for row in chunk:
+                            params += row
+                            params.append(created)
+                        db.execute(_insert_rows(len(chunk)), params)
                     if state:
                         db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", state.items())
                     if excess > 0:
@@ -234,8 +239,7 @@ class Outbox:
                 self._depth -= dropped
                 self._dropped += dropped
             # The oldest go first, and these are the newest: any of them dropped lead the list.
-            kept = staged[max(0, len(staged) - self._stored):]
-            rows = [Row(seq, topic, payload, qos) for seq, topic, payload, qos, _created in kept]
+            rows = staged[max(0, len(staged) - self._stored):]
             if self.on_commit is not None:
                 self.on_commit(rows)
         return rows
