@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import logging
 import os
 import queue
@@ -134,11 +135,11 @@ class Sender(threading.Thread):
     """Stores messages in the outbox, hands them to the transport, removes them when acknowledged.
 
     The producer calls `submit()`: the message gets its sequence number and is staged in the
-    outbox. Staged messages are committed together, in one transaction (group commit): by the
-    producer itself once `STAGE_BATCH` are waiting, else by this thread, which it wakes and which
-    waits `COMMIT_DELAY` for more before it commits a partial batch. Whoever commits hands the
-    committed rows over right after, so no message is sent before it is on disk; `_hand` makes that
-    one thread at a time, and `_cursor`, the last seq handed over, keeps the order.
+    outbox. This thread commits what is staged in one transaction (group commit): woken by the
+    first message of a batch, it waits `COMMIT_DELAY` for more, then commits and hands the committed
+    rows over, so no message is sent before it is on disk, and `_cursor`, the last seq handed over,
+    keeps the order. The producer never touches the disk; it waits only when `STAGE_MAX` messages
+    are staged, until this thread has committed them.
 
     At most `window` messages are with the transport at once. Committed rows that do not fit wait
     in `_ready` (up to another `window`), the rest on disk only: they are read back when there is
@@ -147,15 +148,14 @@ class Sender(threading.Thread):
     not memory. Acknowledged rows are deleted in batches.
 
     When the outbox cannot be written (disk full, I/O error), what is staged stays in memory, the
-    producer waits in `submit()` (so at most `STAGE_BATCH` wait), and this thread retries the commit
+    producer waits in `submit()` (so at most `STAGE_MAX` wait), and this thread retries the commit
     with a backoff up to `STORE_RETRY_MAX`; `on_error` reports the failure and the recovery.
     """
 
     ACK_BATCH_SECONDS = 0.02  # acknowledged rows are deleted at least this often...
     ACK_BATCH_ROWS = 512  # ...or once this many are waiting
-    STAGE_BATCH = 64  # the producer commits itself once this many messages are staged
+    STAGE_MAX = 256  # the producer waits for a commit once this many messages are staged
     COMMIT_DELAY = 0.001  # seconds this thread gives the producer to fill a batch before it commits
-    REFILL = 128  # rows handed over at least at once when refilling the window
     STORE_RETRY_MAX = 5.0  # at most this many seconds between attempts to write a failing outbox
 
     def __init__(self, outbox: Outbox, transport, window: int = 1000, *,
@@ -166,17 +166,20 @@ class Sender(threading.Thread):
         self.outbox = outbox
         self.transport = transport
         self.window = max(1, window)
+        # Room for this many rows in the window wakes this thread to refill it: a few wake-ups
+        # per window, each handing over many rows, rather than one per acknowledgement.
+        self.refill = max(1, self.window // 4)
         self._halt = halt or threading.Event()
         self._on_error = on_error or (lambda text: None)
         # The outbox cannot be written (disk full, I/O error): staged messages stay in memory, the
-        # producer waits (no more than STAGE_BATCH are staged), commits are retried with backoff.
+        # producer waits (no more than STAGE_MAX are staged), commits are retried with backoff.
         self._writable = threading.Event()
         self._writable.set()
         self._retry_store_at = 0.0
         self._store_backoff = 0.5
         self.store_error: str | None = None
         self._wake = threading.Event()
-        self._hand = threading.Lock()  # held by whoever commits and hands rows over
+        self._committed = threading.Event()  # set after each commit; a producer at STAGE_MAX waits for it
         self._cursor = 0
         self._ready: collections.deque = collections.deque()  # committed rows after _cursor, in order
         self._behind = True  # committed rows after _ready are on disk only (a previous run's, ...)
@@ -205,17 +208,19 @@ class Sender(threading.Thread):
         handed to the transport.
         """
         seq = self.outbox.stage(topic, make_payload, qos, state)
-        if self.outbox.staged >= self.STAGE_BATCH:
-            with self._hand:
-                self._store()
-            # An outbox that cannot be written holds the producer (this thread retries it) rather
-            # than letting unstored predictions pile up in memory.
-            while not self._writable.wait(0.2) and not self._halt.is_set():
-                pass
-        elif self.outbox.staged == 1:
-            # The first of a batch wakes this thread (which clears the flag before it commits), once
-            # per batch rather than once per message.
+        staged = self.outbox.staged
+        if staged == 1:
+            # The first of a batch wakes this thread, once per batch rather than once per message.
             self._wake.set()
+        elif staged >= self.STAGE_MAX:
+            # Wait for a commit. An outbox that cannot be written holds the producer here (this
+            # thread retries it) rather than letting unstored predictions pile up in memory.
+            self._wake.set()
+            while not self._halt.is_set():
+                self._committed.clear()  # before looking: a commit from now on ends the wait
+                if self.outbox.staged < self.STAGE_MAX:
+                    break
+                self._committed.wait(0.2)
         return seq
 
     def _on_done(self, seq: int, exc: BaseException | None) -> None:
@@ -223,8 +228,9 @@ class Sender(threading.Thread):
         self._inflight.discard(seq)
         if exc is None:
             self._acked.append(seq)
-            if (len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set()
-                    or ((self._ready or self._behind) and len(self._inflight) <= self.window - self.REFILL)):
+            if not self._wake.is_set() and (
+                    len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set()
+                    or ((self._ready or self._behind) and len(self._inflight) <= self.window - self.refill)):
                 self._wake.set()  # time to delete a batch, or room in the window for waiting rows
         else:
             self._failed.put((seq, exc))
@@ -232,7 +238,7 @@ class Sender(threading.Thread):
 
     def _send(self, seq: int, topic: str, payload: bytes, qos: int) -> None:
         self._inflight.add(seq)
-        self.transport.publish_with_callback(topic, payload, qos, lambda exc, s=seq: self._on_done(s, exc))
+        self.transport.publish_with_callback(topic, payload, qos, functools.partial(self._on_done, seq))
 
     def _flush_acks(self) -> None:
         if self._acked:
@@ -285,12 +291,12 @@ class Sender(threading.Thread):
         self._wake.clear()  # before looking for work: a wake-up from now on is not lost
         if not self._failed.empty():
             self._note_failures()
-        if 0 < self.outbox.staged < self.STAGE_BATCH and not self._stopping.is_set():
-            time.sleep(self.COMMIT_DELAY)  # a partial batch: the producer may fill it (and commit it)
-        with self._hand:
-            self._store()
-            if self._retry and self.transport.connected and not self._closing:
-                self._send_retries()
+        if 0 < self.outbox.staged < self.STAGE_MAX and not self._stopping.is_set():
+            time.sleep(self.COMMIT_DELAY)  # a partial batch: give the producer a moment to add to it
+        self._store()
+        self._committed.set()
+        if self._retry and self.transport.connected and not self._closing:
+            self._send_retries()
         if self._acked and (len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set()
                             or time.monotonic() - self._flushed >= self.ACK_BATCH_SECONDS):
             self._flush_acks()
@@ -307,7 +313,7 @@ class Sender(threading.Thread):
         return False
 
     def _store(self) -> None:
-        """Commit what is staged and hand over what the window has room for. Holds `_hand`."""
+        """Commit what is staged and hand over what the window has room for."""
         if not self._writable.is_set() and time.monotonic() < self._retry_store_at:
             rows = []  # the outbox failed: wait for the next attempt, but send what is on disk
         else:
@@ -358,7 +364,7 @@ class Sender(threading.Thread):
         self._on_error(None)
 
     def _hand_over(self) -> None:
-        """Fill the window: from `_ready` first, then from disk. Holds `_hand`."""
+        """Fill the window: from `_ready` first, then from disk."""
         room = self.window - len(self._inflight)
         ready = self._ready
         while room > 0 and ready:
