@@ -139,33 +139,42 @@ class _BarePaho:
 
 class _AgentPath:
     """The agent's path without the model: submit (stage; the sender commits, then hands over),
-    PahoTransport, PUBACK, delete."""
+    PahoTransport, PUBACK, delete. The round ends when the last PUBACK reaches the sender, which
+    sets an event as the bare loop's callback does (no polling, which would take the GIL)."""
 
     def __init__(self, work: Path, broker, inflight: int):
         from actions.mqtt import MqttSettings, open_transport
         from edge_client.agent import WINDOW_FACTOR, Sender
         from edge_client.outbox import Outbox
 
+        class CountingSender(Sender):
+            acknowledged = 0
+            target = 0
+            done = threading.Event()
+
+            def _on_done(self, seq, exc):
+                super()._on_done(seq, exc)
+                if exc is None:
+                    self.acknowledged += 1  # only the network thread writes it
+                    if self.acknowledged >= self.target:
+                        self.done.set()
+
         self.outbox = Outbox(work / f"pub-{uuid.uuid4().hex[:6]}.sqlite")
         self.transport = open_transport(MqttSettings(transport="mqtt", host=broker.host, port=broker.port,
                                                      max_inflight=inflight))
         self.transport.connect(timeout=10)
-        self.sender = Sender(self.outbox, self.transport, window=inflight * WINDOW_FACTOR)
+        self.sender = CountingSender(self.outbox, self.transport, window=inflight * WINDOW_FACTOR)
         self.sender.start()
 
-    def _acknowledged(self) -> int:
-        return self.sender.acked + len(self.sender._acked)
-
     def round(self, payload: bytes, n: int) -> float:
-        target = self._acknowledged() + n
+        sender = self.sender
+        sender.done.clear()
+        sender.target = sender.acknowledged + n
         start = time.perf_counter()
         for _ in range(n):  # what the agent's classify loop does with each prediction
-            self.sender.submit("bench/agent", lambda seq: payload)
-        deadline = time.monotonic() + 120
-        while self._acknowledged() < target:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"agent path: {target - self._acknowledged()} never acknowledged")
-            time.sleep(0.0005)
+            sender.submit("bench/agent", lambda seq: payload)
+        if not sender.done.wait(120):
+            raise RuntimeError(f"agent path: {sender.target - sender.acknowledged} never acknowledged")
         return time.perf_counter() - start
 
     def close(self):
