@@ -152,8 +152,10 @@ class Sender(threading.Thread):
     with a backoff up to `STORE_RETRY_MAX`; `on_error` reports the failure and the recovery.
     """
 
-    ACK_BATCH_SECONDS = 0.02  # acknowledged rows are deleted at least this often...
-    ACK_BATCH_ROWS = 512  # ...or once this many are waiting
+    # Acknowledged rows are deleted in batches: a SIGKILL between an acknowledgement and its
+    # delete sends that message again after the restart, with its seq (at least once).
+    ACK_BATCH_SECONDS = 0.1  # acknowledged rows are deleted at least this often...
+    ACK_BATCH_ROWS = 2048  # ...or once this many are waiting
     STAGE_MAX = 256  # the producer waits for a commit once this many messages are staged
     COMMIT_DELAY = 0.001  # seconds this thread gives the producer to fill a batch before it commits
     STORE_RETRY_MAX = 5.0  # at most this many seconds between attempts to write a failing outbox
@@ -318,6 +320,8 @@ class Sender(threading.Thread):
             rows = []  # the outbox failed: wait for the next attempt, but send what is on disk
         else:
             wrote = self.outbox.staged
+            if self._acked and self.outbox.depth > self.outbox.max_messages:
+                self._flush_acks()  # a full outbox drops its oldest: delete the delivered ones first
             try:
                 rows = self.outbox.commit()
             except sqlite3.Error as exc:
@@ -397,6 +401,11 @@ class Sender(threading.Thread):
     def inflight(self) -> int:
         """Messages with the transport, not yet acknowledged."""
         return len(self._inflight)
+
+    @property
+    def unsent(self) -> int:
+        """Messages in the outbox not yet acknowledged (some acknowledged ones wait to be deleted)."""
+        return max(0, self.outbox.depth - len(self._acked))
 
     def drain(self, timeout: float) -> bool:
         """Stop taking new work once the outbox is empty; wait up to `timeout` for that."""
@@ -482,7 +491,7 @@ class Agent:
             model_name=getattr(model, "name", None), model_version=getattr(model, "version", None),
             runtime=getattr(model, "runtime", None), images_per_s=m.roll_rate(),
             preprocess_ms=m.percentiles(m.preprocess), inference_ms=m.percentiles(m.inference),
-            outbox_depth=self.outbox.depth if self.outbox else 0,
+            outbox_depth=self.sender.unsent if self.sender else self.outbox.depth if self.outbox else 0,
             dropped=self.outbox.dropped if self.outbox else 0,
             seq=self.outbox.last_seq if self.outbox else None, images=m.images, errors=m.errors,
             uptime_s=time.monotonic() - self.started, last_error=last_error,

@@ -1,8 +1,7 @@
 """The sender's group commit against a real mosquitto, a real paho transport and a real outbox.
 
-Messages are submitted in tight bursts, much faster than they can be sent, so that batches are
-committed by the producer and by the sender thread, rows wait in memory and on disk for room in
-the window, and the outbox fills up. Checked by sequence number: every message arrives, first
+Messages are submitted in tight bursts, much faster than they can be sent, so that the producer
+waits for commits, rows wait in memory and on disk for room in the window, and the outbox fills up. Checked by sequence number: every message arrives, first
 arrivals in order, none is published before the transaction holding it has committed, and the
 dropped count is exact.
 """
@@ -170,6 +169,32 @@ def test_a_burst_while_the_broker_is_down_drops_exactly_the_oldest(tmp_path, fre
     assert transport.violations == []
     # Exactly the dropped ones are missing: none of them was sent.
     assert receiver.seqs() == set(range(901, 1001))
+    outbox.close()
+
+
+def test_a_small_outbox_with_the_broker_up_drops_nothing_delivered(tmp_path, fresh_broker):
+    """Acknowledged rows are deleted in batches; a full outbox deletes them before it drops the
+    oldest, so a delivered message is never counted as dropped."""
+    topic = f"test/{uuid.uuid4().hex}"
+    receiver = Receiver(fresh_broker, topic)
+    outbox = Outbox(tmp_path / "o.sqlite", max_messages=40)
+    transport = PahoTransport(_settings(fresh_broker, inflight=10))
+    transport.connect(timeout=10)
+    sender = Sender(outbox, transport, window=20)
+    sender.start()
+    try:
+        for i in range(600):
+            sender.submit(topic, lambda seq: f"run:{seq}".encode())
+            if i % 20 == 19:
+                time.sleep(0.005)  # about as fast as they are delivered: the outbox stays near full
+        assert sender.drain(60), "not drained"
+        assert receiver.wait_seqs(range(1, 601))
+    finally:
+        sender.stop()
+        transport.close()
+        receiver.close()
+    assert outbox.dropped == 0
+    receiver.check(600)
     outbox.close()
 
 
