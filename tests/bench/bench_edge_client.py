@@ -10,7 +10,9 @@ are compared with, so load from elsewhere on the machine falls on both:
   the agent set up the same way (`threads: 1`);
 - publishing: the agent's path without the model (Sender.submit: outbox stage, group commit to
   disk, then paho transport, PUBACK, outbox delete) against a bare paho loop publishing the same
-  payload at QoS 1 and waiting for every PUBACK;
+  payload at QoS 1 and waiting for every PUBACK; both rounds end on an event set by the last
+  PUBACK. The broker runs with TCP_NODELAY (fixtures/broker.py): without it every round ended in
+  a 40 ms Nagle/delayed-ACK stall, common to both, which made the ratio look better than it was.
   Also the CPU each thread spends per message in both (the main thread publishes or submits, the
   network thread is paho's, the sender is the agent's): where the overhead goes;
 - memory: the agent as a child process, its peak RSS (VmHWM) after 1,000 and after 10,000 images.
