@@ -2,14 +2,19 @@
 
 Each source is an iterator of `Image(name, data)`; `data` is encoded image bytes (or an RGB array
 from a camera). Iteration blocks while waiting for new images and ends early when `stop` is set.
-A file that vanishes or cannot be read is reported through `on_error` and skipped.
+A file that vanishes or cannot be read is reported through `on_error` and skipped. A camera that
+gives no frame for a second (unplugged, the stream ended) is reported through `on_error` once and
+reopened, again and again, at most `CAMERA_RETRY_MAX` seconds apart; when frames come again that is
+logged.
 """
 
 from __future__ import annotations
 
 import glob as _glob
+import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,6 +24,11 @@ from actions.errors import ConfigError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 CAMERA_PREFIX = "camera:"
 ErrorCallback = Callable[[str, str], None]  # (image name, one-line reason)
+CAMERA_POLL = 0.1       # seconds between two reads of a camera that gives no frame
+CAMERA_STALL = 1.0      # seconds without a frame before the camera is reported and reopened
+CAMERA_RETRY_MAX = 5.0  # at most this many seconds between two reopen attempts
+
+log = logging.getLogger("edge-client.sources")  # the agent's log ("edge-client") prints it
 
 
 @dataclass(frozen=True)
@@ -67,11 +77,13 @@ def open_source(spec: str, *, loop: bool = False, stop: threading.Event | None =
 
     Args:
         spec: a file, a directory (its images by name, then each new image that appears), a glob
-            ("/data/*.jpg", sorted), or "camera:N" (OpenCV device N).
+            ("/data/*.jpg", sorted), "camera:N" (OpenCV device N) or "camera:PATH_OR_URL" (a
+            device path, video file or stream URL).
         loop: start over when done (a file or glob forever; a directory: all its images in turn).
         stop: iteration ends soon after this is set.
         poll_interval: seconds between two looks at a directory for new images.
-        on_error: called with (name, reason) for an image that cannot be read.
+        on_error: called with (name, reason) for an image that cannot be read, and for a camera
+            that stopped giving frames or cannot be reopened (once per reason, not per attempt).
         resume: for a watched directory (without loop), the `marker` of the last image handled
             before a restart: images up to it are not classified again.
         idle: yield None before waiting for new images, so a consumer that reads ahead can
@@ -82,13 +94,13 @@ def open_source(spec: str, *, loop: bool = False, stop: threading.Event | None =
 
     Raises:
         ConfigError: the file or directory does not exist, a glob matches nothing, or OpenCV is
-            missing for a camera.
+            missing for a camera or cannot open it.
     """
     stop = stop or threading.Event()
     on_error = on_error or _ignore
     kind = describe_source(spec)
     if kind == "camera":
-        return _camera(spec, stop, idle)
+        return _camera(spec, stop, on_error, idle)
     if kind == "directory":
         return _directory(Path(spec).expanduser(), loop, stop, poll_interval, on_error, resume, idle)
     if kind == "glob":
@@ -189,33 +201,110 @@ def _directory(directory: Path, loop: bool, stop: threading.Event, poll_interval
             stop.wait(poll_interval)
 
 
-def _camera(spec: str, stop: threading.Event, idle: bool = False) -> Iterator[Image | None]:
+def _camera_target(spec: str) -> int | str:
+    """`camera:N` -> device index N (empty: 0); anything else after `camera:` is a device path or
+    stream URL."""
+    target = spec[len(CAMERA_PREFIX):]
+    try:
+        return int(target or 0)
+    except ValueError:
+        return target if "://" in target else os.path.expanduser(target)
+
+
+def _cannot_open(spec: str, target: int | str) -> str:
+    if isinstance(target, int):
+        return (f"cannot open {spec}: no video device {target}, or it is busy: check the cable and "
+                "the index (ls /dev/video*)")
+    if "://" not in target and not os.path.exists(target):
+        return f"cannot open {spec}: {target} does not exist: check the device path"
+    return (f"cannot open {spec}: check that the device or stream is up and readable and that the "
+            "path or URL is right")
+
+
+def _camera(spec: str, stop: threading.Event, on_error: ErrorCallback,
+            idle: bool = False) -> Iterator[Image | None]:
     try:
         import cv2
     except ImportError:
         raise ConfigError(f"source {spec} needs OpenCV, which is not installed: pip install "
                           "opencv-python-headless, or use a file, directory or glob source") from None
-    try:
-        index: int | str = int(spec[len(CAMERA_PREFIX):] or 0)
-    except ValueError:
-        index = spec[len(CAMERA_PREFIX):]  # a device path or stream URL
-    capture = cv2.VideoCapture(index)
+    target = _camera_target(spec)
+    capture = cv2.VideoCapture(target)
     if not capture.isOpened():
-        raise ConfigError(f"cannot open camera {index!r}: check that it is connected and readable")
+        capture.release()
+        raise ConfigError(_cannot_open(spec, target))
+    return _CameraFrames(capture, _camera_frames(cv2, capture, spec, target, stop, on_error, idle))
 
-    def frames() -> Iterator[Image]:
-        n = 0
-        try:
-            while not stop.is_set():
-                ok, frame = capture.read()
-                if not ok:
+
+class _CameraFrames:
+    """The camera's frame iterator; `close()` releases the device even if no frame was taken yet
+    (a generator closed before its first step never runs its `finally`)."""
+
+    def __init__(self, capture: Any, frames: Iterator[Image | None]) -> None:
+        self._first_capture = capture
+        self._frames = frames
+
+    def __iter__(self) -> _CameraFrames:
+        return self
+
+    def __next__(self) -> Image | None:
+        return next(self._frames)
+
+    def close(self) -> None:
+        self._frames.close()           # releases the capture in use, if it started
+        self._first_capture.release()  # the capture opened up front, if it never started
+
+
+def _camera_frames(cv2: Any, capture: Any, spec: str, target: int | str, stop: threading.Event,
+                   on_error: ErrorCallback, idle: bool) -> Iterator[Image | None]:
+    """RGB frames from an open capture. After `CAMERA_STALL` seconds of failed reads (unplugged, the
+    stream ended) the failure is reported and the capture reopened, waiting longer each time up to
+    `CAMERA_RETRY_MAX`. A failure is reported again only when its reason changes, or after frames
+    came again (which is logged)."""
+    n = 0
+    failing_since: float | None = None  # monotonic time of the first failed read in a row
+    wait = CAMERA_STALL                 # before the next reopen: doubled up to CAMERA_RETRY_MAX
+    reported: str | None = None         # the reason last given to on_error, until frames come again
+
+    def report(reason: str, last: str | None) -> str:
+        if reason != last:
+            on_error(spec, reason)
+        return reason
+
+    try:
+        while not stop.is_set():
+            ok, frame = capture.read() if capture is not None else (False, None)
+            if ok:
+                if reported is not None:
+                    log.info("%s gives frames again", spec)
+                failing_since, wait, reported = None, CAMERA_STALL, None
+                n += 1
+                yield Image(f"camera{target}-{n}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                continue
+            if capture is not None:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                if now - failing_since < wait:
                     if idle:
                         yield None
-                    stop.wait(0.1)
+                    stop.wait(CAMERA_POLL)
                     continue
-                n += 1
-                yield Image(f"camera{index}-{n}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        finally:
+                capture.release()
+                reported = report(f"no frame from {spec} for {CAMERA_STALL:g} s (unplugged, or the "
+                                  "stream ended): check the cable, the device path or the stream; "
+                                  f"reopening it, every {CAMERA_RETRY_MAX:g} s at most", reported)
+            capture = cv2.VideoCapture(target)
+            if not capture.isOpened():
+                capture.release()
+                capture = None
+                reported = report(f"{_cannot_open(spec, target)}; retrying every "
+                                  f"{CAMERA_RETRY_MAX:g} s at most", reported)
+                if idle:
+                    yield None
+                stop.wait(wait)
+            failing_since = None
+            wait = min(wait * 2, CAMERA_RETRY_MAX)
+    finally:
+        if capture is not None:
             capture.release()
-
-    return frames()
