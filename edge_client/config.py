@@ -65,7 +65,8 @@ class Settings:
         model_dir: the compiled model artifact directory (required).
         model_variant: "fp32" or "int8" for an ONNX Runtime artifact; None takes the manifest's default.
         source: images to classify: a file, a directory (watched for new images), a glob
-            ("/data/*.jpg") or a camera ("camera:0", needs OpenCV).
+            ("/data/*.jpg") or a camera ("camera:0", "camera:/dev/video0" or a stream URL; needs
+            OpenCV). A camera that gives no frame for 1 s is reported and reopened, every 5 s at most.
         loop: go over the images again and again (a file, a glob, or a directory's images).
         interval: at least this many seconds between two images (0: as fast as possible).
         max_rate: at most this many images per second (0: no limit).
