@@ -695,7 +695,9 @@ class Agent:
         return self._drain_and_stop()
 
     def _image_error(self, name: str, why: str) -> None:
-        log.warning("%s skipped: %s", clean_text(name, 120), clean_text(why))
+        # A file is skipped; a camera (name "camera:...") is being reopened, as `why` says.
+        verb = "" if name.startswith("camera:") else " skipped"
+        log.warning("%s%s: %s", clean_text(name, 120), verb, clean_text(why))
         self._note_error(f"{clean_text(name, 120)}: {clean_text(why)}")
 
     def _on_connection_change(self, up: bool, reason: str | None) -> None:

@@ -151,3 +151,27 @@ def outbox_rows(path: Path) -> list[int]:
         return [r[0] for r in db.execute("SELECT seq FROM outbox ORDER BY seq")]
     finally:
         db.close()
+
+
+def even_rgb(path):
+    """A photo as an RGB array with even sides (what MJPG takes)."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    with PILImage.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    return rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]  # MJPG wants even sides
+
+
+def write_video(path, frames, fps: float = 10.0):
+    """Write RGB frames (all the same size) to an MJPG .avi with OpenCV."""
+    import pytest
+
+    cv2 = pytest.importorskip("cv2")
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    assert writer.isOpened(), "this OpenCV cannot write MJPG .avi"
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path

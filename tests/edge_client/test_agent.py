@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.broker import mosquitto_path
-from tests.edge_client.helpers import AgentProcess, Consumer, outbox_rows, write_config
+from tests.edge_client.helpers import AgentProcess, Consumer, even_rgb, outbox_rows, write_config, write_video
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not mosquitto_path(), reason="mosquitto not installed (make broker)")]
@@ -238,6 +238,42 @@ def test_corrupt_image_is_skipped_and_reported(tmp_path, agents, fresh_broker, m
     assert seqs == list(range(1, len(seqs) + 1))  # a bad image costs no sequence number
     status = consumer.last_status()
     assert status.errors >= 1 and status.last_error
+
+
+def test_camera_source_end_to_end(tmp_path, agents, fresh_broker, model_dir, sample_images):
+    """A camera (OpenCV reading a video, as it reads a device path or stream URL): its RGB frames are
+    classified as their photos are, and a stream that ends is reported and reopened, not fatal."""
+    pytest.importorskip("cv2")
+    from actions.inference import load_model
+
+    names = sorted(sample_images)
+    photos = {n: even_rgb(sample_images[n]) for n in names}
+    size = min(p.shape[0] for p in photos.values()), min(p.shape[1] for p in photos.values())
+    frames = [photos[n][:size[0], :size[1]] for n in names for _ in range(4)]  # 12 frames, 3 photos
+    video = write_video(tmp_path / "camera.avi", frames)
+    model = load_model(model_dir, threads=1)
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))  # the frames as the video holds them (MJPG is lossy)
+    decoded = [cv2.cvtColor(capture.read()[1], cv2.COLOR_BGR2RGB) for _ in frames]
+    capture.release()
+    expected = [model.classify(f, top_k=1, threshold=0.0).top1.label for f in decoded]
+    cfg, s = config(tmp_path, fresh_broker, model_dir, f"camera:{video}", max_images=20, threshold=0.0,
+                    exit_when_done=True)
+    consumer = Consumer(fresh_broker, s["topic"])
+    try:
+        agent = agents(cfg, tmp_path / "agent.log")
+        assert agent.wait(120) == 0, agent.output()
+        assert consumer.wait_seqs(range(1, 21), 10)
+    finally:
+        consumer.close()
+    out = agent.output()
+    assert "no frame from camera:" in out and "reopening" in out and "Traceback" not in out, out
+    predictions = consumer.predictions()
+    # The first 12 are the video's frames; then it ended, was reopened and started again.
+    got = [predictions[seq].top[0] for seq in range(1, 21)]
+    assert got == (expected + expected)[:20]
+    assert predictions[1].source.startswith("camera")
 
 
 def test_missing_model_is_a_fatal_config_error(tmp_path, agents, fresh_broker, images):

@@ -11,6 +11,7 @@ import pytest
 
 from actions.errors import ConfigError
 from edge_client.sources import describe_source, open_source
+from tests.edge_client.helpers import even_rgb, write_video
 
 
 def test_file_once_and_looped(tmp_path):
@@ -131,27 +132,6 @@ def test_idle_marker_before_waiting(tmp_path):
 
 # --- camera: a real video file opened the way a device path or stream URL is (no mocks) -------------
 
-def _rgb(path):
-    import numpy as np
-    from PIL import Image as PILImage
-
-    with PILImage.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"))
-    return rgb[: rgb.shape[0] // 2 * 2, : rgb.shape[1] // 2 * 2]  # MJPG wants even sides
-
-
-def _video(path, frames, fps: float = 10.0):
-    """Write RGB frames (all the same size) to an MJPG .avi with OpenCV."""
-    cv2 = pytest.importorskip("cv2")
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    assert writer.isOpened(), "this OpenCV cannot write MJPG .avi"
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
-
-
 def _take(iterator, n: int, timeout: float = 10.0) -> list:
     """The first n images of a source (idle markers skipped), failing instead of hanging."""
     images = []
@@ -170,8 +150,8 @@ def test_camera_video_file_yields_rgb_frames_of_its_size(tmp_path, sample_images
 
     pytest.importorskip("cv2")
     for name, jpeg in sample_images.items():
-        photo = _rgb(jpeg)
-        video = _video(tmp_path / f"{name}.avi", [photo] * 3)
+        photo = even_rgb(jpeg)
+        video = write_video(tmp_path / f"{name}.avi", [photo] * 3)
         frames = open_source(f"camera:{video}")
         try:
             images = _take(frames, 3)
@@ -196,7 +176,7 @@ def test_camera_frame_classifies_like_the_jpeg(tmp_path, sample_images, model_di
     model = load_model(model_dir, threads=1)
     labels = {}
     for name, jpeg in sample_images.items():
-        video = _video(tmp_path / f"{name}.avi", [_rgb(jpeg)] * 2)
+        video = write_video(tmp_path / f"{name}.avi", [even_rgb(jpeg)] * 2)
         frames = open_source(f"camera:{video}")
         try:
             (frame,) = _take(frames, 1)
@@ -222,9 +202,9 @@ def test_camera_end_of_stream_is_reported_once_then_reopened(tmp_path, sample_im
     import numpy as np
 
     pytest.importorskip("cv2")
-    photos = [_rgb(sample_images["chelsea"])]
+    photos = [even_rgb(sample_images["chelsea"])]
     photos.append(np.ascontiguousarray(photos[0][::-1]))  # a second, different frame: upside down
-    video = _video(tmp_path / "short.avi", [photos[0], photos[1], photos[0]])
+    video = write_video(tmp_path / "short.avi", [photos[0], photos[1], photos[0]])
     errors = []
     logger = logging.getLogger("edge-client.sources")  # the agent's log is its parent
     notes = _Lines()
@@ -258,8 +238,8 @@ def test_camera_reports_only_when_the_reason_changes(tmp_path, sample_images, mo
     pytest.importorskip("cv2")
     monkeypatch.setattr(sources, "CAMERA_STALL", 0.05)  # real waits, only shorter
     monkeypatch.setattr(sources, "CAMERA_RETRY_MAX", 0.2)
-    photo = _rgb(sample_images["coffee"])
-    video = _video(tmp_path / "clip.avi", [photo] * 2)
+    photo = even_rgb(sample_images["coffee"])
+    video = write_video(tmp_path / "clip.avi", [photo] * 2)
     kept = video.read_bytes()
     errors = []
     frames = open_source(f"camera:{video}", idle=True, on_error=lambda name, why: errors.append(why))
@@ -286,7 +266,7 @@ def test_camera_reports_only_when_the_reason_changes(tmp_path, sample_images, mo
 
 def test_camera_stop_ends_a_retrying_source_promptly(tmp_path, sample_images):
     pytest.importorskip("cv2")
-    video = _video(tmp_path / "gone.avi", [_rgb(sample_images["rocket"])])
+    video = write_video(tmp_path / "gone.avi", [even_rgb(sample_images["rocket"])])
     stop = threading.Event()
     errors = []
     frames = open_source(f"camera:{video}", stop=stop, on_error=lambda name, why: errors.append(why))
@@ -326,7 +306,7 @@ def test_camera_is_released_when_the_iterator_is_closed(tmp_path, sample_images,
 
     pytest.importorskip("cv2")
     monkeypatch.setattr(sources, "CAMERA_STALL", 0.05)
-    video = _video(tmp_path / "held.avi", [_rgb(sample_images["chelsea"])])
+    video = write_video(tmp_path / "held.avi", [even_rgb(sample_images["chelsea"])])
     started = open_source(f"camera:{video}", idle=True)
     assert len(_take(started, 2)) == 2  # the one frame, the end, the reopened video's frame
     never_started = open_source(f"camera:{video}")
