@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import logging
+import operator
 import os
 import queue
 import signal
@@ -49,6 +49,7 @@ LIVE_SETTINGS = {"model_dir", "model_variant", "top_k", "threshold", "interval",
 WINDOW_FACTOR = 10  # messages handed to the transport at once, per message it keeps in flight
 MIN_STATUS_GAP = 1.0  # seconds: statuses "on change" are coalesced to at most one per second
 FIRST_FIGURES_AFTER = 2.0  # seconds after the first image: the first status with a rate and latencies
+_SEQ = operator.itemgetter(0)  # an outbox row's seq
 
 
 def clean_text(text: Any, limit: int = 300) -> str:
@@ -171,6 +172,7 @@ class Sender(threading.Thread):
         # Room for this many rows in the window wakes this thread to refill it: a few wake-ups
         # per window, each handing over many rows, rather than one per acknowledgement.
         self.refill = max(1, self.window // 4)
+        self._refill_below = self.window - self.refill  # in flight: at or below this, refill
         self._halt = halt or threading.Event()
         self._on_error = on_error or (lambda text: None)
         # The outbox cannot be written (disk full, I/O error): staged messages stay in memory, the
@@ -231,16 +233,20 @@ class Sender(threading.Thread):
         if exc is None:
             self._acked.append(seq)
             if not self._wake.is_set() and (
-                    len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set()
-                    or ((self._ready or self._behind) and len(self._inflight) <= self.window - self.refill)):
-                self._wake.set()  # time to delete a batch, or room in the window for waiting rows
+                    len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set() or not self._inflight
+                    or ((self._ready or self._behind) and len(self._inflight) <= self._refill_below)):
+                # Time to delete a batch (a full one, or everything once nothing is in flight), or
+                # room in the window for waiting rows.
+                self._wake.set()
         else:
             self._failed.put((seq, exc))
             self._wake.set()
 
-    def _send(self, seq: int, topic: str, payload: bytes, qos: int) -> None:
-        self._inflight.add(seq)
-        self.transport.publish_with_callback(topic, payload, qos, functools.partial(self._on_done, seq))
+    def _send(self, rows: list) -> None:
+        """Hand outbox rows to the transport, in order; each one's seq comes back to `_on_done`."""
+        if rows:
+            self._inflight.update(map(_SEQ, rows))  # before the transport can acknowledge any
+            self.transport.publish_batch(rows, self._on_done)
 
     def _flush_acks(self) -> None:
         if self._acked:
@@ -299,7 +305,7 @@ class Sender(threading.Thread):
         self._committed.set()
         if self._retry and self.transport.connected and not self._closing:
             self._send_retries()
-        if self._acked and (len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set()
+        if self._acked and (len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set() or not self._inflight
                             or time.monotonic() - self._flushed >= self.ACK_BATCH_SECONDS):
             self._flush_acks()
             self._flushed = time.monotonic()
@@ -371,16 +377,15 @@ class Sender(threading.Thread):
         """Fill the window: from `_ready` first, then from disk."""
         room = self.window - len(self._inflight)
         ready = self._ready
-        while room > 0 and ready:
-            row = ready.popleft()
-            self._send(row.seq, row.topic, row.payload, row.qos)
-            self._cursor = row.seq
-            room -= 1
+        if room > 0 and ready:
+            rows = [ready.popleft() for _ in range(min(room, len(ready)))]
+            self._send(rows)
+            self._cursor = rows[-1].seq
+            room -= len(rows)
         if room > 0 and self._behind:
             last = self.outbox.last_seq
             rows = self.outbox.peek(after=self._cursor, limit=room)
-            for row in rows:
-                self._send(row.seq, row.topic, row.payload, row.qos)
+            self._send(rows)
             if len(rows) == room:
                 self._cursor = rows[-1].seq  # there may be more than fitted
             else:
@@ -395,7 +400,7 @@ class Sender(threading.Thread):
         for _due, seq in due:
             rows = self.outbox.peek(after=seq - 1, limit=1)
             if rows and rows[0].seq == seq and seq not in self._inflight:
-                self._send(seq, rows[0].topic, rows[0].payload, rows[0].qos)
+                self._send(rows)
 
     @property
     def inflight(self) -> int:

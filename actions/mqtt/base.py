@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures
+import functools
 import ipaddress
 import logging
 import threading
@@ -17,6 +18,8 @@ MessageCallback = Callable[[str, bytes], None]
 DoneCallback = Callable[[BaseException | None], None]
 """Called once per published message, on the transport's thread: None when it was acknowledged
 (QoS 1) or written (QoS 0), else the MqttError it failed with."""
+TokenCallback = Callable[[object, BaseException | None], None]
+"""`publish_batch`'s callback: called once per message with its token and what `DoneCallback` gets."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,14 @@ class Transport(abc.ABC):
         implement it more cheaply than a future per message; this one goes through `publish`."""
         self.publish(topic, payload, qos=qos, retain=retain).add_done_callback(
             lambda fut: notify(on_done, fut.exception()))
+
+    def publish_batch(self, messages, on_done: TokenCallback) -> None:
+        """Send many messages at once, in order: each of `messages` is (token, topic, payload, qos),
+        e.g. an outbox row (seq, topic, payload, qos), and `on_done(token, None or error)` is called
+        for each as `publish_with_callback` would. A transport may do it without a Python object
+        per message; this one goes through `publish_with_callback`."""
+        for token, topic, payload, qos, *_ in messages:
+            self.publish_with_callback(topic, payload, qos, functools.partial(on_done, token))
 
     @abc.abstractmethod
     def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 1) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import itertools
+import logging
 import os
 import ssl
 import threading
@@ -12,8 +14,8 @@ import uuid
 import paho.mqtt.client as mqtt
 
 from actions.errors import ConfigError, MqttError
-from actions.mqtt.base import (DoneCallback, MessageCallback, MqttSettings, Transport, Will, closed_error,
-                               deliver, is_loopback, notify)
+from actions.mqtt.base import (DoneCallback, MessageCallback, MqttSettings, TokenCallback, Transport, Will,
+                               closed_error, deliver, is_loopback, notify)
 
 
 def _check_file(path: str | None, what: str, key: str) -> str | None:
@@ -80,9 +82,12 @@ class PahoTransport(Transport):
         self._client.on_publish = self._on_publish
         self._client.on_message = self._on_message
         self._lock = threading.Lock()
-        self._pending: dict[int, DoneCallback] = {}  # mid -> called with None or the failure
+        # A message is an entry ((token, topic, payload, qos[, retain]), on_done) and on_done(token,
+        # None or the failure) is called once for it: an outbox row and the sender's callback as they
+        # are, without a Python object made per message.
+        self._pending: dict[int, tuple] = {}  # mid -> entry, until its PUBACK
         self._early: dict[int, object] = {}  # acks that arrived before publish() registered the mid
-        self._waiting: collections.deque = collections.deque()  # (topic, payload, qos, retain, on_done)
+        self._waiting: collections.deque = collections.deque()  # entries for paho, in order
         self._with_paho = 0  # messages handed to paho and not yet acknowledged (under _lock)
         self._feeding = threading.Lock()  # held by the one thread handing messages to paho
         self._subs: dict[str, tuple[MessageCallback, int]] = {}
@@ -118,11 +123,11 @@ class PahoTransport(Transport):
             failure = MqttError(f"{self.describe()} refused the message: {reason_code}")
         with self._lock:
             self._with_paho -= 1
-            done = self._pending.pop(mid, None)
-            if done is None:
+            entry = self._pending.pop(mid, None)
+            if entry is None:
                 self._early[mid] = failure
-        if done is not None:
-            notify(done, failure)
+        if entry is not None:
+            _done(entry, failure)
         if self._waiting:
             self._feed()
 
@@ -160,9 +165,19 @@ class PahoTransport(Transport):
         if self._closed:
             notify(on_done, closed_error(self.kind))
             return
-        self._waiting.append((topic, payload, qos, retain, on_done))
+        self._waiting.append(((None, topic, payload, qos, retain), lambda _token, failure: on_done(failure)))
         self._feed()
         if self._closed:  # closed meanwhile: close() may have looked at the queue before this one came
+            self._fail_waiting()
+
+    def publish_batch(self, messages, on_done: TokenCallback) -> None:
+        if self._closed:
+            for message in messages:
+                _done((message, on_done), closed_error(self.kind))
+            return
+        self._waiting.extend(zip(messages, itertools.repeat(on_done)))
+        self._feed()
+        if self._closed:
             self._fail_waiting()
 
     def _feed(self) -> None:
@@ -177,33 +192,33 @@ class PahoTransport(Transport):
                 return
             try:
                 while self._waiting and self._with_paho < self._max_inflight and not self._closed:
-                    self._hand_to_paho(*self._waiting.popleft())
+                    self._hand_to_paho(self._waiting.popleft())
             finally:
                 self._feeding.release()
 
-    def _hand_to_paho(self, topic: str, payload: bytes, qos: int, retain: bool, on_done: DoneCallback) -> None:
-        with self._lock:
-            self._with_paho += 1
+    def _hand_to_paho(self, entry: tuple) -> None:
+        message = entry[0]
+        topic, qos = message[1], message[3]
         try:
-            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            info = self._client.publish(topic, message[2], qos=qos, retain=len(message) > 4 and message[4])
+            rc = info.rc
             error = None
-            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN) or (
-                    qos == 0 and info.rc == mqtt.MQTT_ERR_NO_CONN):
+            if rc != mqtt.MQTT_ERR_SUCCESS and (rc != mqtt.MQTT_ERR_NO_CONN or qos == 0):
                 # NO_CONN is fine at QoS 1: paho keeps the message and sends it after the reconnect.
-                error = mqtt.error_string(info.rc)
+                error = mqtt.error_string(rc)
         except (ValueError, TypeError) as exc:  # a bad topic or payload; maybe on the network thread
             error = str(exc)
         if error is not None:
-            with self._lock:
-                self._with_paho -= 1
-            notify(on_done, MqttError(f"cannot publish to {topic}: {error}"))
+            _done(entry, MqttError(f"cannot publish to {topic}: {error}"))
             return
         with self._lock:
+            # Counted here, after paho has it: only the feeding thread adds, and it alone compares.
+            self._with_paho += 1
             if info.mid not in self._early:
-                self._pending[info.mid] = on_done
+                self._pending[info.mid] = entry
                 return
             failure = self._early.pop(info.mid)
-        notify(on_done, failure)
+        _done(entry, failure)
 
     def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 1) -> None:
         with self._lock:
@@ -221,16 +236,16 @@ class PahoTransport(Transport):
         self._set_connected(False)
         with self._lock:
             pending, self._pending = list(self._pending.values()), {}
-        for done in pending:
-            notify(done, closed_error(self.kind))
+        for entry in pending:
+            _done(entry, closed_error(self.kind))
         self._fail_waiting()
 
     def _fail_waiting(self) -> None:
         with self._feeding:
-            failed = [item[-1] for item in self._waiting]
+            failed = list(self._waiting)
             self._waiting.clear()
-        for done in failed:
-            notify(done, closed_error(self.kind))
+        for entry in failed:
+            _done(entry, closed_error(self.kind))
 
     @property
     def in_flight(self) -> int:
@@ -241,6 +256,14 @@ class PahoTransport(Transport):
     def waiting(self) -> int:
         """Messages waiting here for room among the ones in flight."""
         return len(self._waiting)
+
+
+def _done(entry: tuple, failure: BaseException | None) -> None:
+    """Tell a message's sender how it went; its bug is logged, never allowed to kill the network thread."""
+    try:
+        entry[1](entry[0][0], failure)
+    except Exception:
+        logging.getLogger("actions.mqtt").exception("publish callback failed")
 
 
 def _complete(fut: concurrent.futures.Future, failure: BaseException | None) -> None:

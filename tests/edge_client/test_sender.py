@@ -95,13 +95,21 @@ class CommittedCheck(PahoTransport):
         self.violations: list[str] = []
         self.published = 0
 
-    def publish_with_callback(self, topic, payload, qos, on_done, retain=False):
+    def _check(self, payload: bytes) -> None:
         seq = int(payload.split(b":")[1])
         rows = self.outbox.peek(after=seq - 1, limit=1)
         if seq > self.outbox.last_seq or not rows or rows[0].seq != seq or rows[0].payload != payload:
             self.violations.append(f"seq {seq} handed over before it was committed")
         self.published += 1
+
+    def publish_with_callback(self, topic, payload, qos, on_done, retain=False):
+        self._check(payload)
         super().publish_with_callback(topic, payload, qos, on_done, retain=retain)
+
+    def publish_batch(self, messages, on_done):
+        for _token, _topic, payload, _qos in messages:
+            self._check(payload)
+        super().publish_batch(messages, on_done)
 
 
 def _settings(broker, inflight: int) -> MqttSettings:
