@@ -160,8 +160,7 @@ class PahoTransport(Transport):
 
     def publish_with_callback(self, topic: str, payload: bytes, qos: int, on_done: DoneCallback,
                               retain: bool = False) -> None:
-        # paho's own mid -> callback, no future: the acknowledgement path is the network thread's
-        # hot path, and it is all a sender of many messages needs.
+        # No future: `on_done` is called on the network thread when the PUBACK comes.
         if self._closed:
             notify(on_done, closed_error(self.kind))
             return
