@@ -22,7 +22,7 @@ import itertools
 import os
 import threading
 
-from actions.errors import MqttError
+from actions.errors import ConfigError, MqttError
 from actions.mqtt.base import MessageCallback, Transport, closed_error, deliver, failed_future
 
 SOCKET_ENV = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
@@ -50,9 +50,18 @@ class GreengrassIpcTransport(Transport):
     kind = "greengrass-ipc"
 
     def __init__(self, socket_path: str | None = None, token: str | None = None) -> None:
+        """`socket_path` and `token` default to what the nucleus puts in a component's environment.
+
+        Raises:
+            ConfigError: neither given nor in the environment (not running as a component).
+        """
         super().__init__()
-        self._socket_path = socket_path
-        self._token = token
+        self._socket_path = socket_path or os.environ.get(SOCKET_ENV)
+        self._token = token or os.environ.get(TOKEN_ENV)
+        if not self._socket_path or not self._token:
+            raise ConfigError(f"Greengrass IPC needs {SOCKET_ENV} and {TOKEN_ENV}, which the nucleus sets "
+                              "for a component it runs: run edge-client as a Greengrass component, or set "
+                              "transport to mqtt or iot-core")
         self._client = None
         self._lock = threading.Lock()
         self._closed = False
@@ -69,7 +78,7 @@ class GreengrassIpcTransport(Transport):
         self._generation = 0  # which connection is the current one: a late drop of an old one is ignored
 
     def describe(self) -> str:
-        return f"Greengrass IPC ({self._socket_path or os.environ.get(SOCKET_ENV, 'no socket')})"
+        return f"Greengrass IPC ({self._socket_path})"
 
     # -- the connection ---------------------------------------------------------------------------
     def connect(self, timeout: float | None = 10.0) -> None:
@@ -91,12 +100,7 @@ class GreengrassIpcTransport(Transport):
         import awsiot.greengrasscoreipc as ipc
         from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
 
-        socket_path = self._socket_path or os.environ.get(SOCKET_ENV)
-        token = self._token or os.environ.get(TOKEN_ENV)
-        if not socket_path or not token:
-            raise MqttError(f"Greengrass IPC needs {SOCKET_ENV} and {TOKEN_ENV}, which the nucleus sets for "
-                            "a component it runs: run edge-client as a Greengrass component, or set "
-                            "transport to mqtt or iot-core")
+        socket_path, token = self._socket_path, self._token
         transport = self
         with self._lock:
             self._generation += 1

@@ -17,7 +17,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 
-from actions.errors import MqttError
+from actions.errors import ConfigError, MqttError
 from actions.mqtt import MqttSettings, open_transport, select_transport
 from fixtures.broker import mosquitto_path
 from fixtures.greengrass_ipc import decode_messages, encode_message, start_nucleus_ipc
@@ -125,6 +125,37 @@ def test_an_unauthorized_topic_says_what_to_grant(nucleus):
         assert t.publish("gg/still-fine", b"x").result(10) is None  # the connection is unharmed
     finally:
         t.close()
+
+
+def test_outside_a_component_it_is_a_configuration_error(monkeypatch):
+    monkeypatch.delenv("AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT", raising=False)
+    monkeypatch.delenv("SVCUID", raising=False)
+    with pytest.raises(ConfigError, match="run edge-client as a Greengrass component, or set transport"):
+        open_transport(MqttSettings(transport="greengrass-ipc"))
+
+
+def test_a_nucleus_not_there_yet_is_waited_for(tmp_path, mqtt_broker, monkeypatch):
+    """connect(timeout=None), as the agent calls it: the socket is not there at first; the
+    transport says so, keeps trying, and publishes made meanwhile go out once the nucleus is up."""
+    from fixtures.greengrass_ipc import NucleusIpc
+
+    nucleus = NucleusIpc(tmp_path / "ipc.socket", mqtt_broker)
+    for key, value in nucleus.component_env().items():
+        monkeypatch.setenv(key, value)
+    topic = f"gg/{uuid.uuid4().hex}"
+    received = Received(mqtt_broker, topic)
+    t = open_transport(MqttSettings(transport="greengrass-ipc"))
+    try:
+        t.connect(timeout=None)
+        assert not t.connected and "cannot reach the Greengrass nucleus" in t.last_error
+        fut = t.publish(topic, b"early")
+        nucleus.start()
+        assert fut.result(20) is None
+        assert received.take(1) == [(topic, b"early")]
+    finally:
+        t.close()
+        nucleus.close()
+        received.close()
 
 
 def test_a_wrong_auth_token_is_a_clear_error(nucleus, monkeypatch):
