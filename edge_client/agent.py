@@ -50,6 +50,8 @@ WINDOW_FACTOR = 10  # messages handed to the transport at once, per message it k
 MIN_STATUS_GAP = 1.0  # seconds: statuses "on change" are coalesced to at most one per second
 FIRST_FIGURES_AFTER = 2.0  # seconds after the first image: the first status with a rate and latencies
 _SEQ = operator.itemgetter(0)  # an outbox row's seq
+AWS_IOT_PUBLISH_QUOTA = 100  # publishes per second per connection AWS IoT Core accepts (not adjustable)
+AWS_IOT_SAFE_RATE = 90  # images per second that leave room for status messages under that quota
 
 
 def clean_text(text: Any, limit: int = 300) -> str:
@@ -657,6 +659,13 @@ class Agent:
             return self._fatal(str(exc))
         self.transport.on_connection_change = self._on_connection_change
         log.info("publishing to %s via %s", s.topic, self.transport.describe())
+        if kind in ("iot-core", "greengrass-ipc") and (not s.period or 1.0 / s.period > AWS_IOT_SAFE_RATE):
+            log.warning("AWS IoT Core takes at most %d publishes per second on a connection (a quota that cannot "
+                        "be raised%s) and this agent may classify %s: set max_rate to %d or less, or the "
+                        "broker throttles it", AWS_IOT_PUBLISH_QUOTA,
+                        "; the nucleus's connection is shared with other components" if kind == "greengrass-ipc" else "",
+                        f"{1.0 / s.period:g} images per second" if s.period else "without a limit",
+                        AWS_IOT_SAFE_RATE)
         try:
             self.transport.connect(timeout=None)
         except MqttError as exc:

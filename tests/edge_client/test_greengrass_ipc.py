@@ -227,4 +227,6 @@ def test_the_agent_as_a_component_publishes_through_the_nucleus(tmp_path, nucleu
     assert order == sorted(order)
     log = agent.output()
     assert "via Greengrass IPC" in log and "lost the Greengrass IPC connection" in log, log
+    # interval 0.01 s is 100 images/s: AWS IoT Core's per-connection quota leaves no room for more.
+    assert "set max_rate to 90 or less" in log
     assert "Traceback" not in log
