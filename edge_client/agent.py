@@ -158,7 +158,9 @@ class Sender(threading.Thread):
     # Acknowledged rows are deleted in batches: a SIGKILL between an acknowledgement and its
     # delete sends that message again after the restart, with its seq (at least once).
     ACK_BATCH_SECONDS = 0.1  # acknowledged rows are deleted at least this often...
-    ACK_BATCH_ROWS = 2048  # ...or once this many are waiting
+    ACK_BATCH_ROWS = 2048  # ...or once this many are waiting...
+    IDLE_ACK_ROWS = 64  # ...or, once nothing is in flight, when this many are waiting...
+    IDLE_ACK_SECONDS = 0.01  # ...or this long after the last delete
     STAGE_MAX = 256  # the producer waits for a commit once this many messages are staged
     COMMIT_DELAY = 0.001  # seconds this thread gives the producer to fill a batch before it commits
     STORE_RETRY_MAX = 5.0  # at most this many seconds between attempts to write a failing outbox
@@ -235,14 +237,20 @@ class Sender(threading.Thread):
         if exc is None:
             self._acked.append(seq)
             if not self._wake.is_set() and (
-                    len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set() or not self._inflight
+                    len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set()
+                    or (not self._inflight and self._idle_acks_due())
                     or ((self._ready or self._behind) and len(self._inflight) <= self._refill_below)):
-                # Time to delete a batch (a full one, or everything once nothing is in flight), or
-                # room in the window for waiting rows.
+                # Time to delete a batch, or room in the window for waiting rows.
                 self._wake.set()
         else:
             self._failed.put((seq, exc))
             self._wake.set()
+
+    def _idle_acks_due(self) -> bool:
+        """Nothing in flight: delete what is acknowledged soon (the outbox and the status's depth
+        catch up), but at most every IDLE_ACK_SECONDS when messages come one at a time."""
+        return (len(self._acked) >= self.IDLE_ACK_ROWS
+                or time.monotonic() - self._flushed >= self.IDLE_ACK_SECONDS)
 
     def _send(self, rows: list) -> None:
         """Hand outbox rows to the transport, in order; each one's seq comes back to `_on_done`."""
@@ -307,7 +315,8 @@ class Sender(threading.Thread):
         self._committed.set()
         if self._retry and self.transport.connected and not self._closing:
             self._send_retries()
-        if self._acked and (len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set() or not self._inflight
+        if self._acked and (len(self._acked) >= self.ACK_BATCH_ROWS or self._stopping.is_set()
+                            or (not self._inflight and self._idle_acks_due())
                             or time.monotonic() - self._flushed >= self.ACK_BATCH_SECONDS):
             self._flush_acks()
             self._flushed = time.monotonic()
@@ -318,7 +327,8 @@ class Sender(threading.Thread):
         if not self._writable.is_set():
             wait = max(0.05, self._retry_store_at - time.monotonic())
         else:
-            wait = self.ACK_BATCH_SECONDS if self._inflight or self._acked else 0.5
+            wait = (self.ACK_BATCH_SECONDS if self._inflight else self.IDLE_ACK_SECONDS if self._acked
+                    else 0.5)
         self._wake.wait(wait)
         return False
 

@@ -206,6 +206,35 @@ def test_a_small_outbox_with_the_broker_up_drops_nothing_delivered(tmp_path, fre
     outbox.close()
 
 
+def test_one_at_a_time_deletes_are_batched(tmp_path, fresh_broker):
+    """Messages one at a time (each acknowledged before the next): acknowledged rows are deleted
+    at most every IDLE_ACK_SECONDS, not in one transaction per message, and all of them soon after
+    the last acknowledgement."""
+    topic = f"test/{uuid.uuid4().hex}"
+    outbox = Outbox(tmp_path / "o.sqlite")
+    deletes = []
+    ack = outbox.ack
+    outbox.ack = lambda seqs: deletes.append(len(seqs)) or ack(seqs)  # counts the delete transactions
+    transport = PahoTransport(_settings(fresh_broker, inflight=10))
+    transport.connect(timeout=10)
+    sender = Sender(outbox, transport)
+    sender.start()
+    try:
+        start = time.monotonic()
+        for _ in range(300):
+            sender.submit(topic, lambda seq: f"run:{seq}".encode())
+            time.sleep(0.002)
+        spent = time.monotonic() - start
+        assert _wait(lambda: outbox.depth == 0, 2.0), f"{outbox.depth} rows still stored"
+    finally:
+        sender.stop()
+        transport.close()
+    assert sum(deletes) == 300
+    most = spent / Sender.IDLE_ACK_SECONDS + 300 / Sender.IDLE_ACK_ROWS + 5
+    assert len(deletes) <= most, f"{len(deletes)} delete transactions for 300 messages in {spent:.2f} s"
+    outbox.close()
+
+
 CHILD = textwrap.dedent("""
     import sys, time
     from actions.mqtt import MqttSettings, open_transport
