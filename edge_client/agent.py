@@ -7,7 +7,7 @@ model directory or the configuration changes; it stops cleanly on SIGTERM.
 
 Threads:
 - main: source -> classify -> sender.submit (staged in the outbox: seq given, not yet on disk);
-- sender: outbox.commit (everything staged meanwhile, one transaction) -> transport.publish,
+- sender: outbox.commit (everything staged meanwhile, one transaction) -> transport.publish_batch,
   acknowledgements -> outbox.ack;
 - housekeeping: status messages, model and config change detection, model loading (a new model
   is loaded beside the old one and swapped in between two images).
