@@ -205,8 +205,10 @@ class PahoTransport(Transport):
             if rc != mqtt.MQTT_ERR_SUCCESS and (rc != mqtt.MQTT_ERR_NO_CONN or qos == 0):
                 # NO_CONN is fine at QoS 1: paho keeps the message and sends it after the reconnect.
                 error = mqtt.error_string(rc)
-        except (ValueError, TypeError) as exc:  # a bad topic or payload; maybe on the network thread
-            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bad topic or payload, or paho failing under us
+            # Often on paho's network thread, inside its PUBACK callback: an exception escaping
+            # there would end that thread. The message fails alone; its sender retries it.
+            error = str(exc) or type(exc).__name__
         if error is not None:
             _done(entry, MqttError(f"cannot publish to {topic}: {error}"))
             return
