@@ -51,7 +51,7 @@ MIN_STATUS_GAP = 1.0  # seconds: statuses "on change" are coalesced to at most o
 FIRST_FIGURES_AFTER = 2.0  # seconds after the first image: the first status with a rate and latencies
 _SEQ = operator.itemgetter(0)  # an outbox row's seq
 AWS_IOT_PUBLISH_QUOTA = 100  # publishes per second per connection AWS IoT Core accepts (not adjustable)
-AWS_IOT_SAFE_RATE = 90  # images per second that leave room for status messages under that quota
+AWS_IOT_SAFE_RATE = 90  # publishes per second that leave room for status messages under that quota
 
 
 def clean_text(text: Any, limit: int = 300) -> str:
@@ -166,9 +166,11 @@ class Sender(threading.Thread):
     STORE_RETRY_MAX = 5.0  # at most this many seconds between attempts to write a failing outbox
 
     def __init__(self, outbox: Outbox, transport, window: int = 1000, *,
-                 halt: threading.Event | None = None, on_error=None):
+                 halt: threading.Event | None = None, on_error=None, max_rate: float = 0.0):
         """`halt`: set when the producer is to stop waiting (the agent is stopping); `on_error`:
-        called with a one-line text when the outbox cannot be written, and with None when it can again."""
+        called with a one-line text when the outbox cannot be written, and with None when it can
+        again; `max_rate`: at most this many messages per second to the transport (0: no limit),
+        in bursts of a tenth of a second's worth; the rest wait in the outbox."""
         super().__init__(name="sender", daemon=True)
         self.outbox = outbox
         self.transport = transport
@@ -177,6 +179,10 @@ class Sender(threading.Thread):
         # per window, each handing over many rows, rather than one per acknowledgement.
         self.refill = max(1, self.window // 4)
         self._refill_below = self.window - self.refill  # in flight: at or below this, refill
+        self.max_rate = max(0.0, max_rate)
+        self._burst = max(1.0, self.max_rate / 10)  # tokens: messages the rate allows now
+        self._tokens = self._burst
+        self._tokens_at = time.monotonic()
         self._halt = halt or threading.Event()
         self._on_error = on_error or (lambda text: None)
         # The outbox cannot be written (disk full, I/O error): staged messages stay in memory, the
@@ -329,6 +335,8 @@ class Sender(threading.Thread):
         else:
             wait = (self.ACK_BATCH_SECONDS if self._inflight else self.IDLE_ACK_SECONDS if self._acked
                     else 0.5)
+            if self.max_rate and (self._ready or self._behind) and self._tokens < 1:
+                wait = min(wait, (1 - self._tokens) / self.max_rate)  # rows wait for the rate
         self._wake.wait(wait)
         return False
 
@@ -388,6 +396,12 @@ class Sender(threading.Thread):
     def _hand_over(self) -> None:
         """Fill the window: from `_ready` first, then from disk."""
         room = self.window - len(self._inflight)
+        if self.max_rate:
+            now = time.monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._tokens_at) * self.max_rate)
+            self._tokens_at = now
+            room = min(room, int(self._tokens))
+            self._tokens -= max(0, room)  # given back below for what is not sent
         ready = self._ready
         if room > 0 and ready:
             rows = [ready.popleft() for _ in range(min(room, len(ready)))]
@@ -404,6 +418,9 @@ class Sender(threading.Thread):
                 # All there was: rows up to `last` that were not read were dropped (outbox full).
                 self._behind = False
                 self._cursor = max(last, rows[-1].seq if rows else 0, self._cursor)
+            room -= len(rows)
+        if self.max_rate and room > 0:
+            self._tokens += room  # not used: nothing more was waiting
 
     def _send_retries(self) -> None:
         now = time.monotonic()
@@ -669,13 +686,7 @@ class Agent:
             return self._fatal(str(exc))
         self.transport.on_connection_change = self._on_connection_change
         log.info("publishing to %s via %s", s.topic, self.transport.describe())
-        if kind in ("iot-core", "greengrass-ipc") and (not s.period or 1.0 / s.period > AWS_IOT_SAFE_RATE):
-            log.warning("AWS IoT Core takes at most %d publishes per second on a connection (a quota that cannot "
-                        "be raised%s) and this agent may classify %s: set max_rate to %d or less, or the "
-                        "broker throttles it", AWS_IOT_PUBLISH_QUOTA,
-                        "; the nucleus's connection is shared with other components" if kind == "greengrass-ipc" else "",
-                        f"{1.0 / s.period:g} images per second" if s.period else "without a limit",
-                        AWS_IOT_SAFE_RATE)
+        publish_rate = self._publish_rate(kind)
         try:
             self.transport.connect(timeout=None)
         except MqttError as exc:
@@ -699,7 +710,7 @@ class Agent:
         # The transport keeps max_inflight on the wire and queues the rest of the window itself, so
         # PUBACKs refill the wire without waiting for our thread.
         self.sender = Sender(self.outbox, self.transport, window=s.max_inflight * WINDOW_FACTOR,
-                             halt=self.stop_event, on_error=self._on_storage_error)
+                             halt=self.stop_event, on_error=self._on_storage_error, max_rate=publish_rate)
         self.sender.start()
         self.state = "running"
         keeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
@@ -717,6 +728,28 @@ class Agent:
         self.state = "stopping"
         keeper.join(5)
         return self._drain_and_stop()
+
+    def _publish_rate(self, kind: str) -> float:
+        """Messages per second the sender may publish (0: no limit), and a warning when the agent
+        may classify faster than that, or publish faster than AWS IoT Core takes."""
+        s = self.settings
+        aws = kind in ("iot-core", "greengrass-ipc")
+        rate = s.max_publish_rate if s.max_publish_rate is not None else AWS_IOT_SAFE_RATE if aws else 0.0
+        shared = "; the nucleus's connection is shared with other components" if kind == "greengrass-ipc" else ""
+        if aws and (not rate or rate > AWS_IOT_PUBLISH_QUOTA):
+            log.warning("AWS IoT Core takes at most %d publishes per second on a connection (a quota that "
+                        "cannot be raised%s) and max_publish_rate is %s: the broker will throttle this agent "
+                        "and throttled predictions arrive late and out of order; set max_publish_rate to %d "
+                        "or less", AWS_IOT_PUBLISH_QUOTA, shared, f"{rate:g}" if rate else "0 (no limit)",
+                        AWS_IOT_SAFE_RATE)
+        elif rate and (not s.period or 1.0 / s.period > rate):
+            log.warning("this agent may classify %s but publishes at most %g per second (max_publish_rate%s): "
+                        "the rest waits in the outbox, which drops its oldest when full; set max_rate to %g "
+                        "or less to classify only what can be sent",
+                        f"{1.0 / s.period:g} images per second" if s.period else "without a limit", rate,
+                        f", for AWS IoT Core's quota of {AWS_IOT_PUBLISH_QUOTA} per second{shared}" if aws else "",
+                        rate)
+        return rate
 
     def _image_error(self, name: str, why: str) -> None:
         # A file is skipped; a camera (name "camera:...") is being reopened, as `why` says.

@@ -82,6 +82,9 @@ class Settings:
         mqtt_host, mqtt_port, mqtt_tls, ca_path, cert_path, key_path, client_id, mqtt_username,
         mqtt_password, mqtt_protocol, keepalive, iot_endpoint, max_inflight, allow_plaintext:
             see `actions.mqtt.MqttSettings` (client_id defaults to the device name).
+        max_publish_rate: at most this many predictions published per second; the rest wait in the
+            outbox. None (the default): 90 with AWS IoT Core or Greengrass IPC, whose broker takes at
+            most 100 publishes per second on a connection, and no limit with plain MQTT; 0: no limit.
         max_images: stop classifying after this many images (0: never).
         exit_when_done: when the source has no more images (or max_images is reached), send
             everything, publish a final status and exit 0 instead of idling.
@@ -124,6 +127,7 @@ class Settings:
     keepalive: int = 30
     iot_endpoint: str | None = None
     max_inflight: int = 100
+    max_publish_rate: float | None = None
     allow_plaintext: bool = False
     max_images: int = 0
     exit_when_done: bool = False
@@ -364,6 +368,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"top_k must be at least 1, got {settings.top_k}")
     if not 0.0 <= settings.threshold <= 1.0:
         raise ConfigError(f"threshold is a probability between 0 and 1, got {settings.threshold:g}")
+    if settings.max_publish_rate is not None and settings.max_publish_rate < 0:
+        raise ConfigError(f"max_publish_rate must not be negative, got {settings.max_publish_rate:g}")
     for name in ("interval", "max_rate", "drain_timeout"):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must not be negative, got {getattr(settings, name):g}")

@@ -71,6 +71,7 @@ def test_yaml_file(tmp_path):
     ({**BASE, "greengrass_thing": 1}, {}, "unknown setting"),
     (BASE, {"EDGE_CLIENT_MQTT_PORT": "70000"}, "mqtt_port"),
     (BASE, {"EDGE_CLIENT_TOPIC": "a/+/b"}, "wildcards"),
+    ({**BASE, "max_publish_rate": -1}, {}, "max_publish_rate must not be negative"),
     (BASE, {"EDGE_CLIENT_CONFIG_JSON": "{oops"}, "EDGE_CLIENT_CONFIG_JSON"),
     ("{not json", {}, "not valid JSON"),
     ("[1, 2]", {}, "one object"),
@@ -131,3 +132,36 @@ def test_unknown_environment_variable_is_a_warning_not_fatal():
     s = load_settings(None, environ=env)
     assert s.threshold == 0.3
     assert len(s.warnings) == 1 and "did you mean threshold" in s.warnings[0]
+
+
+@pytest.mark.parametrize("kind, configured, interval, rate, says", [
+    ("mqtt", None, 0, 0.0, None),  # a local broker: no limit
+    ("iot-core", None, 1.0, 90.0, None),  # AWS IoT Core's 100/s per connection, with room for status
+    ("greengrass-ipc", None, 0, 90.0, "may classify without a limit but publishes at most 90 per second"),
+    ("greengrass-ipc", 0, 1.0, 0.0, "set max_publish_rate to 90 or less"),
+    ("iot-core", 500, 1.0, 500.0, "the broker will throttle this agent"),
+    ("mqtt", 20, 0.01, 20.0, "may classify 100 images per second but publishes at most 20 per second"),
+])
+def test_publish_rate_follows_the_transport(tmp_path, kind, configured, interval, rate, says):
+    import logging
+
+    from edge_client.agent import Agent
+
+    data = {**BASE, "interval": interval, **({} if configured is None else {"max_publish_rate": configured})}
+    agent = Agent(load_settings(_file(tmp_path, data), environ={}))
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger = logging.getLogger("edge-client")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        assert agent._publish_rate(kind) == rate
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    if says is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and says in lines[0], lines

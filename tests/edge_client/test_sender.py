@@ -235,6 +235,41 @@ def test_one_at_a_time_deletes_are_batched(tmp_path, fresh_broker):
     outbox.close()
 
 
+def test_max_rate_paces_what_reaches_the_broker(tmp_path, fresh_broker):
+    """A burst of 100 with max_rate 40: they reach the broker in order, at most a second's worth
+    (plus one burst of a tenth of it) in any second, so over about 2.4 s rather than at once."""
+    topic = f"test/{uuid.uuid4().hex}"
+    arrivals: list[tuple[float, int]] = []
+    ready = threading.Event()
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    watcher.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
+    watcher.on_subscribe = lambda *a: ready.set()
+    watcher.on_message = lambda c, u, m: arrivals.append((time.monotonic(), int(m.payload.split(b":")[1])))
+    watcher.connect(fresh_broker.host, fresh_broker.port)
+    watcher.loop_start()
+    assert ready.wait(10)
+    outbox = Outbox(tmp_path / "o.sqlite")
+    transport = PahoTransport(_settings(fresh_broker, inflight=10))
+    transport.connect(timeout=10)
+    sender = Sender(outbox, transport, max_rate=40)
+    sender.start()
+    try:
+        for _ in range(100):
+            sender.submit(topic, lambda seq: f"run:{seq}".encode())
+        assert _wait(lambda: len(arrivals) >= 100, 20), f"{len(arrivals)} of 100 arrived"
+    finally:
+        sender.stop()
+        transport.close()
+        watcher.loop_stop()
+        watcher.disconnect()
+    assert [seq for _t, seq in arrivals] == list(range(1, 101))
+    times = [t for t, _seq in arrivals]
+    assert times[-1] - times[0] >= (100 - 4) / 40 * 0.9, f"100 in {times[-1] - times[0]:.2f} s"
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= 40 + 4 + 2, f"{busiest} in one second"
+    outbox.close()
+
+
 CHILD = textwrap.dedent("""
     import sys, time
     from actions.mqtt import MqttSettings, open_transport
