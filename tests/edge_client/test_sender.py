@@ -38,6 +38,7 @@ class Receiver:
     def __init__(self, broker, topic: str):
         self.copies: dict[int, list[bytes]] = defaultdict(list)
         self.order: list[int] = []
+        self.times: list[float] = []  # when each message of `order` arrived (time.monotonic())
         self._cond = threading.Condition()
         subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"recv-{uuid.uuid4().hex[:8]}",
@@ -55,6 +56,7 @@ class Receiver:
         with self._cond:
             self.copies[seq].append(bytes(msg.payload))
             self.order.append(seq)
+            self.times.append(time.monotonic())
             self._cond.notify_all()
 
     def wait_seqs(self, wanted, timeout: float = 60.0) -> bool:
@@ -180,16 +182,27 @@ def test_a_burst_while_the_broker_is_down_drops_exactly_the_oldest(tmp_path, fre
     outbox.close()
 
 
+def _sender(outbox: Outbox, broker, **kw) -> Sender:
+    """A started Sender on a real paho transport with 10 in flight; `_stop` it."""
+    transport = PahoTransport(_settings(broker, inflight=10))
+    transport.connect(timeout=10)
+    sender = Sender(outbox, transport, **kw)
+    sender.start()
+    return sender
+
+
+def _stop(sender: Sender) -> None:
+    sender.stop()
+    sender.transport.close()
+
+
 def test_a_small_outbox_with_the_broker_up_drops_nothing_delivered(tmp_path, fresh_broker):
     """Acknowledged rows are deleted in batches; a full outbox deletes them before it drops the
     oldest, so a delivered message is never counted as dropped."""
     topic = f"test/{uuid.uuid4().hex}"
     receiver = Receiver(fresh_broker, topic)
     outbox = Outbox(tmp_path / "o.sqlite", max_messages=40)
-    transport = PahoTransport(_settings(fresh_broker, inflight=10))
-    transport.connect(timeout=10)
-    sender = Sender(outbox, transport, window=20)
-    sender.start()
+    sender = _sender(outbox, fresh_broker, window=20)
     try:
         for i in range(600):
             sender.submit(topic, lambda seq: f"run:{seq}".encode())
@@ -198,8 +211,7 @@ def test_a_small_outbox_with_the_broker_up_drops_nothing_delivered(tmp_path, fre
         assert sender.drain(60), "not drained"
         assert receiver.wait_seqs(range(1, 601))
     finally:
-        sender.stop()
-        transport.close()
+        _stop(sender)
         receiver.close()
     assert outbox.dropped == 0
     receiver.check(600)
@@ -215,10 +227,7 @@ def test_one_at_a_time_deletes_are_batched(tmp_path, fresh_broker):
     deletes = []
     ack = outbox.ack
     outbox.ack = lambda seqs: deletes.append(len(seqs)) or ack(seqs)  # counts the delete transactions
-    transport = PahoTransport(_settings(fresh_broker, inflight=10))
-    transport.connect(timeout=10)
-    sender = Sender(outbox, transport)
-    sender.start()
+    sender = _sender(outbox, fresh_broker)
     try:
         start = time.monotonic()
         for _ in range(300):
@@ -227,8 +236,7 @@ def test_one_at_a_time_deletes_are_batched(tmp_path, fresh_broker):
         spent = time.monotonic() - start
         assert _wait(lambda: outbox.depth == 0, 2.0), f"{outbox.depth} rows still stored"
     finally:
-        sender.stop()
-        transport.close()
+        _stop(sender)
     assert sum(deletes) == 300
     most = spent / Sender.IDLE_ACK_SECONDS + 300 / Sender.IDLE_ACK_ROWS + 5
     assert len(deletes) <= most, f"{len(deletes)} delete transactions for 300 messages in {spent:.2f} s"
@@ -239,31 +247,18 @@ def test_max_rate_paces_what_reaches_the_broker(tmp_path, fresh_broker):
     """A burst of 100 with max_rate 40: they reach the broker in order, at most a second's worth
     (plus one burst of a tenth of it) in any second, so over about 2.4 s rather than at once."""
     topic = f"test/{uuid.uuid4().hex}"
-    arrivals: list[tuple[float, int]] = []
-    ready = threading.Event()
-    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    watcher.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
-    watcher.on_subscribe = lambda *a: ready.set()
-    watcher.on_message = lambda c, u, m: arrivals.append((time.monotonic(), int(m.payload.split(b":")[1])))
-    watcher.connect(fresh_broker.host, fresh_broker.port)
-    watcher.loop_start()
-    assert ready.wait(10)
+    receiver = Receiver(fresh_broker, topic)
     outbox = Outbox(tmp_path / "o.sqlite")
-    transport = PahoTransport(_settings(fresh_broker, inflight=10))
-    transport.connect(timeout=10)
-    sender = Sender(outbox, transport, max_rate=40)
-    sender.start()
+    sender = _sender(outbox, fresh_broker, max_rate=40)
     try:
         for _ in range(100):
             sender.submit(topic, lambda seq: f"run:{seq}".encode())
-        assert _wait(lambda: len(arrivals) >= 100, 20), f"{len(arrivals)} of 100 arrived"
+        assert _wait(lambda: len(receiver.order) >= 100, 20), f"{len(receiver.order)} of 100 arrived"
     finally:
-        sender.stop()
-        transport.close()
-        watcher.loop_stop()
-        watcher.disconnect()
-    assert [seq for _t, seq in arrivals] == list(range(1, 101))
-    times = [t for t, _seq in arrivals]
+        _stop(sender)
+        receiver.close()
+    assert receiver.order == list(range(1, 101))
+    times = receiver.times
     assert times[-1] - times[0] >= (100 - 4) / 40 * 0.9, f"100 in {times[-1] - times[0]:.2f} s"
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
     assert busiest <= 40 + 4 + 2, f"{busiest} in one second"
